@@ -1,0 +1,98 @@
+"""Shared fixtures: the real tiny Llama, small Vietnamese conversations, a valid PEFT adapter."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SYSTEM = "Bạn là một chuyên gia tư vấn pháp luật Việt Nam."
+
+QA = [
+    ("Nam nữ bao nhiêu tuổi thì được kết hôn?",
+     "Theo điểm a khoản 1 Điều 8 Luật Hôn nhân và gia đình 2014, nam từ đủ 20 tuổi trở lên, nữ từ đủ 18 tuổi trở lên."),
+    ("Người lao động nữ được nghỉ thai sản bao lâu?",
+     "Theo khoản 1 Điều 139 Bộ luật Lao động 2019, lao động nữ được nghỉ thai sản trước và sau khi sinh con là 06 tháng."),
+    ("Thời hiệu khởi kiện tranh chấp hợp đồng là bao lâu?",
+     "Theo Điều 429 Bộ luật Dân sự 2015, thời hiệu khởi kiện để yêu cầu Tòa án giải quyết tranh chấp hợp đồng là 03 năm."),
+    ("Người bao nhiêu tuổi được coi là người cao tuổi?",
+     "Theo Điều 2 Luật Người cao tuổi 2009, người cao tuổi là công dân Việt Nam từ đủ 60 tuổi trở lên."),
+    ("Người từ đủ bao nhiêu tuổi phải chịu trách nhiệm hình sự về mọi tội phạm?",
+     "Theo khoản 1 Điều 12 Bộ luật Hình sự 2015, người từ đủ 16 tuổi trở lên phải chịu trách nhiệm hình sự về mọi tội phạm."),
+    ("Thời gian thử việc tối đa đối với công việc cần trình độ cao đẳng là bao lâu?",
+     "Theo khoản 2 Điều 25 Bộ luật Lao động 2019, thời gian thử việc không quá 60 ngày đối với công việc cần trình độ từ cao đẳng trở lên."),
+    ("Lãi suất vay theo thỏa thuận tối đa là bao nhiêu?",
+     "Theo khoản 1 Điều 468 Bộ luật Dân sự 2015, lãi suất theo thỏa thuận không được vượt quá 20%/năm của khoản tiền vay."),
+    ("Người lao động làm việc bình thường được nghỉ hằng năm bao nhiêu ngày?",
+     "Theo khoản 1 Điều 113 Bộ luật Lao động 2019, người lao động làm việc đủ 12 tháng được nghỉ hằng năm 12 ngày làm việc."),
+]
+
+
+def conversation(q: str, a: str) -> list[dict]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}, {"role": "assistant", "content": a}]
+
+
+@pytest.fixture(scope="session")
+def conversations() -> list[list[dict]]:
+    return [conversation(q, a) for q, a in QA]
+
+
+@pytest.fixture(scope="session")
+def tiny_base():
+    """(directory, revision) of the real tiny Llama-3.1-architecture model, built once."""
+    from vietlegal import tiny
+
+    return tiny.ensure_built()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_base):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_base[0])
+
+
+@pytest.fixture
+def processed_dir(tmp_path, conversations) -> Path:
+    """data/processed-shaped directory: train gets all conversations, val and test two each."""
+    out = tmp_path / "processed"
+    out.mkdir()
+    splits = {"train": conversations, "val": conversations[:2], "test": conversations[-2:]}
+    for name, convs in splits.items():
+        with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
+            for i, msgs in enumerate(convs):
+                f.write(json.dumps({"id": f"{name}-{i}", "source": f"fixture:{i + 1}", "messages": msgs}, ensure_ascii=False) + "\n")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tmp_path_factory, tiny_base) -> Path:
+    """A valid, untrained LoRA adapter directory on the tiny base, in the layout `train` writes."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from vietlegal.adapter import SETTINGS_FILE
+    from vietlegal.config import TINY_MODEL_ID
+
+    out = tmp_path_factory.mktemp("adapter")
+    path, revision = tiny_base
+    torch.manual_seed(0)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(path),
+        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM", init_lora_weights=False),
+    )
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(path).save_pretrained(out)
+    settings = {"base": {"model": TINY_MODEL_ID, "revision": revision}, "train": {"lora_r": 8}, "backend": "fixture"}
+    (out / SETTINGS_FILE).write_text(json.dumps(settings), encoding="utf-8")
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    # Nothing in the test suite may reach a hub.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
