@@ -79,28 +79,35 @@ def _stats(values: list[int] | np.ndarray) -> dict:
     return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "max": int(a.max())}
 
 
-def length_report(recs: list[records.Record], tokenizer, max_seq_length: int) -> dict:
-    """Character and token lengths. Token counts are the contents' tokens (one batched call) plus the
-    chat template's fixed overhead per conversation shape, measured once through the template."""
-    from vietlegal.chat import render
+def token_lengths(recs: list[records.Record], tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """(prompt tokens, answer tokens) per record, as `chat.encode_example` would count them.
 
-    prompts = [[m for m in r.messages[:-1]] for r in recs]
-    answers = [r.messages[-1]["content"] for r in recs]
-    prompt_text = ["\n".join(m["content"] for m in p) for p in prompts]
-    enc = lambda texts: [len(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
-    answer_tokens = np.array(enc(answers))
-    prompt_content_tokens = np.array(enc(["".join(m["content"] for m in p) for p in prompts]))
+    Rendering 100k conversations through Jinja is the slow part, so contents are tokenised in one
+    batched call and the template's fixed overhead is measured once per conversation shape."""
+    from vietlegal.chat import END_OF_TURN, render
+
+    def count(texts: list[str]) -> np.ndarray:
+        return np.array([len(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else [], dtype=int)
+
+    prompts = [r.messages[:-1] for r in recs]
     overhead: dict[tuple, int] = {}
     for p in prompts:
         shape = tuple(m["role"] for m in p)
         if shape not in overhead:
             probe = [{"role": role, "content": ""} for role in shape]
             overhead[shape] = len(tokenizer(render(tokenizer, probe, True), add_special_tokens=False)["input_ids"])
-    prompt_tokens = prompt_content_tokens + np.array([overhead[tuple(m["role"] for m in p)] for p in prompts], dtype=int)
-    total = prompt_tokens + answer_tokens + 1  # + <|eot_id|>
+    prompt_tokens = count(["".join(m["content"] for m in p) for p in prompts])
+    prompt_tokens = prompt_tokens + np.array([overhead[tuple(m["role"] for m in p)] for p in prompts], dtype=int)
+    answer_tokens = count([r.messages[-1]["content"] + END_OF_TURN for r in recs])
+    return prompt_tokens, answer_tokens
+
+
+def length_report(recs: list[records.Record], tokenizer, max_seq_length: int) -> dict:
+    prompt_tokens, answer_tokens = token_lengths(recs, tokenizer)
+    total = prompt_tokens + answer_tokens
     return {
-        "answer_chars": _stats([len(a) for a in answers]),
-        "prompt_chars": _stats([len(t) for t in prompt_text]),
+        "answer_chars": _stats([len(r.messages[-1]["content"]) for r in recs]),
+        "prompt_chars": _stats([sum(len(m["content"]) for m in r.messages[:-1]) for r in recs]),
         "answer_tokens": _stats(answer_tokens),
         "prompt_tokens": _stats(prompt_tokens),
         "total_tokens": _stats(total),
