@@ -26,7 +26,9 @@ SPLITS = ("train", "val", "test")
 
 
 def record_id(messages: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(messages, ensure_ascii=False).encode()).hexdigest()[:16]
+    """Content hash of a normalised conversation: equal ids are exact duplicates."""
+    text = "\x1e".join(f"{m['role']}\x1f{m['content']}" for m in messages)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def question_key(messages: list[dict]) -> str:
@@ -35,13 +37,11 @@ def question_key(messages: list[dict]) -> str:
     return " ".join(first_user.casefold().split())
 
 
-def dedupe(recs: list[records.Record]) -> tuple[list[records.Record], int]:
-    seen, out = set(), []
+def dedupe(recs: list[records.Record]) -> tuple[dict[str, records.Record], int]:
+    """Exact duplicates after normalisation, keyed by record id; the first occurrence is kept."""
+    out: dict[str, records.Record] = {}
     for r in recs:
-        key = record_id(r.messages)
-        if key not in seen:
-            seen.add(key)
-            out.append(r)
+        out.setdefault(record_id(r.messages), r)
     return out, len(recs) - len(out)
 
 
@@ -49,27 +49,26 @@ def _rank(seed: int, key: str) -> str:
     return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
 
 
-def split(recs: list[records.Record], cfg: PrepareConfig) -> dict[str, list[records.Record]]:
-    """Group by question, bin groups by answer length, and cut each bin by the fractions (stratified)."""
-    groups: dict[str, list[records.Record]] = defaultdict(list)
-    for r in recs:
-        groups[question_key(r.messages)].append(r)
+def split(recs: dict[str, records.Record], cfg: PrepareConfig) -> dict[str, list[tuple[str, records.Record]]]:
+    """Group by question, bin groups by answer length, and cut each bin by the fractions (stratified).
+    Returns (id, record) pairs per split, sorted by id so the output is byte-stable."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for rid, r in recs.items():
+        groups[question_key(r.messages)].append(rid)
     keys = sorted(groups, key=lambda k: _rank(cfg.seed, k))
-    lengths = np.array([np.mean([len(r.messages[-1]["content"]) for r in groups[k]]) for k in keys])
+    lengths = [sum(len(recs[i].messages[-1]["content"]) for i in groups[k]) / len(groups[k]) for k in keys]
     n_bins = max(1, min(cfg.length_bins, len(keys)))
-    edges = np.quantile(lengths, np.linspace(0, 1, n_bins + 1)[1:-1]) if len(keys) else []
+    edges = np.quantile(lengths, np.linspace(0, 1, n_bins + 1)[1:-1]) if keys else []
     bins: dict[int, list[str]] = defaultdict(list)
-    for k, length in zip(keys, lengths):
-        bins[int(np.searchsorted(edges, length, side="right"))].append(k)
-    out: dict[str, list[records.Record]] = {s: [] for s in SPLITS}
+    for k, b in zip(keys, np.searchsorted(edges, lengths, side="right")):
+        bins[int(b)].append(k)
+    out: dict[str, list[str]] = {s: [] for s in SPLITS}
     for members in bins.values():
         for i, k in enumerate(members):
             position = (i + 0.5) / len(members)
             name = "test" if position < cfg.test_fraction else "val" if position < cfg.test_fraction + cfg.val_fraction else "train"
             out[name].extend(groups[k])
-    for name in SPLITS:
-        out[name].sort(key=lambda r: record_id(r.messages))
-    return out
+    return {name: [(rid, recs[rid]) for rid in sorted(ids)] for name, ids in out.items()}
 
 
 def _stats(values: list[int] | np.ndarray) -> dict:
@@ -82,24 +81,25 @@ def _stats(values: list[int] | np.ndarray) -> dict:
 def token_lengths(recs: list[records.Record], tokenizer) -> tuple[np.ndarray, np.ndarray]:
     """(prompt tokens, answer tokens) per record, as `chat.encode_example` would count them.
 
-    Rendering 100k conversations through Jinja is the slow part, so contents are tokenised in one
-    batched call and the template's fixed overhead is measured once per conversation shape."""
+    Rendering 100k conversations through Jinja is slow, so each distinct message content is
+    tokenised once (the system prompt repeats in every record) in one batched call, and the
+    template's fixed overhead is measured once per conversation shape."""
     from vietlegal.chat import END_OF_TURN, render
 
-    def count(texts: list[str]) -> np.ndarray:
-        return np.array([len(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else [], dtype=int)
-
-    prompts = [r.messages[:-1] for r in recs]
+    answers = [r.messages[-1]["content"] + END_OF_TURN for r in recs]
+    distinct = list(dict.fromkeys([m["content"] for r in recs for m in r.messages[:-1]] + answers))
+    ids = tokenizer.backend_tokenizer.encode_batch(distinct, add_special_tokens=False) if distinct else []
+    n_tokens = {text: len(e.ids) for text, e in zip(distinct, ids)}
     overhead: dict[tuple, int] = {}
-    for p in prompts:
-        shape = tuple(m["role"] for m in p)
+    prompt_tokens, answer_tokens = [], []
+    for r, answer in zip(recs, answers):
+        shape = tuple(m["role"] for m in r.messages[:-1])
         if shape not in overhead:
             probe = [{"role": role, "content": ""} for role in shape]
             overhead[shape] = len(tokenizer(render(tokenizer, probe, True), add_special_tokens=False)["input_ids"])
-    prompt_tokens = count(["".join(m["content"] for m in p) for p in prompts])
-    prompt_tokens = prompt_tokens + np.array([overhead[tuple(m["role"] for m in p)] for p in prompts], dtype=int)
-    answer_tokens = count([r.messages[-1]["content"] + END_OF_TURN for r in recs])
-    return prompt_tokens, answer_tokens
+        prompt_tokens.append(overhead[shape] + sum(n_tokens[m["content"]] for m in r.messages[:-1]))
+        answer_tokens.append(n_tokens[answer])
+    return np.array(prompt_tokens, dtype=int), np.array(answer_tokens, dtype=int)
 
 
 def length_report(recs: list[records.Record], tokenizer, max_seq_length: int) -> dict:
@@ -138,14 +138,14 @@ def run(cfg: PrepareConfig, base: BaseConfig, root: Path = Path("."), metrics_pa
     out = root / cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in parts.items():
-        write_jsonl(out / f"{name}.jsonl", [{"id": record_id(r.messages), "source": r.source, "messages": r.messages} for r in rows])
+        write_jsonl(out / f"{name}.jsonl", [{"id": rid, "source": r.source, "messages": r.messages} for rid, r in rows])
     write_jsonl(out / "rejects.jsonl", [vars(r) for r in rejects])
 
     if tokenizer is None:
         tokenizer = base_model.load_tokenizer(base_model.resolve(base.model, base.revision))
     per_source: dict[str, Counter] = defaultdict(Counter)
     for name, rows in parts.items():
-        for r in rows:
+        for _, r in rows:
             per_source[r.source.rsplit(":", 1)[0]][name] += 1
     seen = len(recs) + n_dupes + len(rejects)
     report = {
@@ -153,7 +153,7 @@ def run(cfg: PrepareConfig, base: BaseConfig, root: Path = Path("."), metrics_pa
         "per_source": {src: dict(c) for src, c in sorted(per_source.items())},
         "rejects": {"total": len(rejects), "share": len(rejects) / seen, "by_reason": dict(sorted(Counter(r.reason for r in rejects).items()))},
         "duplicates_removed": n_dupes,
-        "lengths": length_report(recs, tokenizer, base.max_seq_length),
+        "lengths": length_report(list(recs.values()), tokenizer, base.max_seq_length),
     }
     if metrics_path:
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
