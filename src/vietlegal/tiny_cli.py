@@ -1,7 +1,8 @@
 """`vietlegal tiny`: build the embedded tiny model (cached) and print its directory and revision.
 
-The committed tokenizer (resources/tiny_tokenizer.json) was trained with
-`vietlegal tiny --retrain-tokenizer ../shared/seeds/*.md` (the project's seed documents).
+The committed tokenizer (resources/tiny_tokenizer.json) was trained, deterministically, with
+`vietlegal tiny --retrain-tokenizer ../shared/seeds/*.md data/sample/legal_qa.jsonl data/corpus/provisions.jsonl`
+(the project's seed documents, the bundled sample and its provisions).
 """
 from __future__ import annotations
 
