@@ -56,10 +56,17 @@ def load_base_for(settings: dict, device: str = "cpu", dtype=None):
 def load_for_inference(adapter_dir: str | Path, device: str = "cpu", dtype=None):
     """(model with the adapter applied, the adapter's tokenizer, settings)."""
     from peft import PeftModel
-    from transformers import AutoTokenizer
 
     settings = read_settings(adapter_dir)
     model, _ = load_base_for(settings, device, dtype)
     model = PeftModel.from_pretrained(model, str(adapter_dir)).to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
-    return model, tokenizer, settings
+    return model, load_tokenizer(adapter_dir, settings["base"]["model"]), settings
+
+
+def load_tokenizer(adapter_dir: str | Path, model_id: str):
+    """The tokenizer saved with the adapter (its chat template is the one training used)."""
+    from transformers import AutoTokenizer
+
+    from vietlegal.base_model import ensure_pad_token
+
+    return ensure_pad_token(AutoTokenizer.from_pretrained(str(adapter_dir)), model_id)

@@ -53,15 +53,19 @@ def load_tokenizer(base: ResolvedBase):
         tok = AutoTokenizer.from_pretrained(base.path, **base.hub_kwargs())
     except OSError as exc:
         raise BaseModelError(_hub_hint(base, exc)) from exc
+    return ensure_pad_token(tok, base.model_id)
+
+
+def ensure_pad_token(tok, model_id: str):
+    """A pad token distinct from EOS: a collator masking pad ids would otherwise mask the real EOS too."""
     if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
         # Llama-3.1 reserves <|finetune_right_pad_id|>: using it keeps EOS supervised and the vocab unchanged.
-        if "<|finetune_right_pad_id|>" in tok.get_vocab():
-            tok.pad_token = "<|finetune_right_pad_id|>"
-        else:
+        if "<|finetune_right_pad_id|>" not in tok.get_vocab():
             raise BaseModelError(
-                f"{base.model_id}: tokenizer has no pad token distinct from EOS and no "
+                f"{model_id}: tokenizer has no pad token distinct from EOS and no "
                 "<|finetune_right_pad_id|>; pick a Llama-3.1 tokenizer or add a pad token to its config"
             )
+        tok.pad_token = "<|finetune_right_pad_id|>"
     return tok
 
 

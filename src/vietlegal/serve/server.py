@@ -1,0 +1,71 @@
+"""Wire the pieces into one LitServer: spec (HTTP side), LitAPI (worker side), limits, errors."""
+from __future__ import annotations
+
+import multiprocessing as mp
+
+import litserve as ls
+from litserve.loops import BatchedStreamingLoop
+
+from vietlegal.config import ConfigError, ServeConfig
+from vietlegal.serve import errors
+from vietlegal.serve.api import ChatAPI, HFChatAPI
+from vietlegal.serve.limits import BodyLimit
+from vietlegal.serve.model_info import ModelInfo
+from vietlegal.serve.spec import ChatSpec
+from vietlegal.serve.validation import Validator
+
+MODEL_ALIAS = "vietlegal"  # accepted besides the versioned id: "whatever version this server runs"
+BACKENDS = ("hf", "vllm")
+
+
+class HardwareError(RuntimeError):
+    pass
+
+
+def build(info: ModelInfo, cfg: ServeConfig, api_key: str | None, system_prompt: str | None,
+          grounder=None) -> ls.LitServer:
+    """`grounder`: vietlegal.rag.serving's retrieval step (None: answer closed-book)."""
+    validator = Validator(info.tokenizer, info.context, cfg.max_new_tokens, (info.version.model_id, MODEL_ALIAS),
+                          system_prompt, grounder)
+    cancel_queue = mp.get_context("spawn").Queue()  # HTTP process -> worker: ids of requests whose client left
+    spec = ChatSpec(validator, info.version, cfg.max_body_bytes, cancel_queue, info.base.model_id)
+    api, accelerator = make_api(cfg, str(info.adapter_dir), api_key, cancel_queue, spec)
+    server = ls.LitServer(
+        api,
+        accelerator=accelerator,
+        workers_per_device=1,  # one copy of the model; concurrency comes from batching
+        fast_queue=True,  # ZMQ for worker -> HTTP messages: no manager round trip per streamed piece
+        timeout=cfg.queue_timeout,
+        middlewares=[(BodyLimit, {"max_bytes": cfg.max_body_bytes})],
+        model_metadata={"model": info.version.model_id, "base": info.base.model_id,
+                        "adapter_version": info.version.hash, "version_source": info.version.source},
+    )
+    errors.install(server.app)
+    return server
+
+
+def make_api(cfg: ServeConfig, adapter_dir: str, api_key: str | None, cancel_queue, spec: ChatSpec) -> tuple[ChatAPI, str]:
+    """(the LitAPI for serve.backend, LitServe accelerator)."""
+    if cfg.backend == "hf":
+        # The batched loop even for max_batch_size 1, so predict always receives a list of jobs.
+        api = HFChatAPI(adapter_dir, api_key, cancel_queue, max_batch_size=cfg.max_batch_size,
+                        batch_timeout=cfg.batch_timeout, spec=spec, cpu_threads=cfg.cpu_threads,
+                        loop=BatchedStreamingLoop())
+        return api, "auto"
+    if cfg.backend == "vllm":
+        if not cuda_available():
+            raise HardwareError("serve.backend vllm needs a CUDA GPU (and `pip install vllm`); on this machine use "
+                                "serve.backend: hf")
+        from vietlegal.serve.vllm_backend import VLLMChatAPI
+
+        # LitServe cannot batch async APIs; vLLM batches continuously itself.
+        api = VLLMChatAPI(adapter_dir, api_key, cancel_queue, max_batch_size=1, enable_async=True, spec=spec,
+                          max_num_seqs=cfg.max_batch_size)
+        return api, "cuda"
+    raise ConfigError(f"params.yaml: serve.backend {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
