@@ -1,0 +1,86 @@
+"""The processed splits as training examples: ids and labels through `chat.encode_example`.
+
+The labels come from the one chat-template path the server also uses, so loss falls only on the
+assistant's tokens and on its closing `<|eot_id|>`. A conversation longer than
+`base.max_seq_length` loses the end of its answer (and its `<|eot_id|>`): it is counted and named,
+and `train.drop_truncated` drops it instead of keeping it silently.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vietlegal.chat import IGNORE_INDEX, ChatError, Example, check_messages, encode_example
+
+
+class DataError(ValueError):
+    """Training data that cannot be used; the message names the file:line and what to do."""
+
+
+@dataclass
+class Split:
+    name: str
+    examples: list[Example] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # raw "file:line" of each kept example
+    truncated: list[str] = field(default_factory=list)  # sources cut at max_seq_length (kept or dropped)
+    dropped: list[str] = field(default_factory=list)  # sources not trained on
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+def read_rows(path: Path) -> list[tuple[str, list[dict]]]:
+    """(source, messages) per line of a prepare output file; the source is the raw record's file:line
+    that prepare recorded (what a user fixes), else this file's line."""
+    if not path.exists():
+        raise DataError(f"{path}: not found; run `vietlegal prepare` (or `dvc repro prepare`) first")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(line)
+            messages = check_messages(row["messages"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DataError(f"{where}: not a prepare output row ({exc}); re-run `vietlegal prepare`") from None
+        except ChatError as exc:
+            raise DataError(f"{where}: {exc}; re-run `vietlegal prepare`") from None
+        if messages[-1]["role"] != "assistant":
+            raise DataError(f"{where}: the last message must be the assistant's answer; re-run `vietlegal prepare`")
+        rows.append((str(row.get("source") or where), messages))
+    return rows
+
+
+def encode_split(name: str, path: Path, tokenizer, max_length: int, drop_truncated: bool) -> Split:
+    split = Split(name)
+    for source, messages in read_rows(path):
+        example = encode_example(tokenizer, messages, max_length)
+        if example.truncated:
+            split.truncated.append(source)
+        supervised = any(label != IGNORE_INDEX for label in example.labels)
+        if (example.truncated and drop_truncated) or not supervised:
+            split.dropped.append(source)  # a prompt longer than max_length leaves nothing to learn from
+            continue
+        split.examples.append(example)
+        split.sources.append(source)
+    if split.truncated:
+        action = "dropped" if drop_truncated else "kept without their end (no <|eot_id|> to learn from)"
+        print(
+            f"train: warning: {len(split.truncated)} {name} example(s) exceed base.max_seq_length={max_length} and were "
+            f"{action}: {', '.join(split.truncated[:5])}{' ...' if len(split.truncated) > 5 else ''}. "
+            "Raise base.max_seq_length, or set train.drop_truncated: true.",
+            file=sys.stderr,
+        )
+    return split
+
+
+def to_dataset(split: Split):
+    """A pre-tokenised `datasets.Dataset`: SFTTrainer keeps its `labels` as they are."""
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {"input_ids": [e.input_ids for e in split.examples], "labels": [e.labels for e in split.examples]}
+    )

@@ -1,0 +1,96 @@
+"""The one trainer both backends use: TRL's SFTTrainer on pre-tokenised examples.
+
+The dataset already holds `input_ids` and `labels` from chat.encode_example, so SFTTrainer skips
+its own templating and masking (it keeps a `labels` column as it is) and our collator pads.
+Length-grouped batches (batching.py) keep padding low without packing, which would need
+flash-attention on a GPU to keep packed sequences apart. The trainer class is made at call time:
+with the Unsloth backend `trl.SFTTrainer` is Unsloth's patched one by then.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vietlegal.config import BaseConfig, TrainConfig
+from vietlegal.train.batching import LengthGroupedBatches
+
+KEEP_CHECKPOINTS = 2  # the latest to resume from, and the one before in case the latest is being written
+
+
+def build(model, tokenizer, train_ds, eval_ds, *, cfg: TrainConfig, base: BaseConfig, output_dir: Path,
+          precision: str, use_cpu: bool, collator, callbacks: list, overrides: dict, evaluate_base: bool):
+    from trl import SFTConfig
+
+    has_eval = eval_ds is not None and len(eval_ds) > 0
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=use_cpu,
+        seed=base.seed,
+        data_seed=base.seed,
+        max_length=base.max_seq_length,
+        train_sampling_strategy="random",  # replaced by LengthGroupedBatches when train.group_by_length
+        logging_strategy="steps",
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=cfg.eval_steps,
+        # step 0 is the base model (LoRA starts as a no-op): the eval curve starts at the base's loss.
+        # Not on resume, where it would evaluate the resumed adapter at the checkpoint's step.
+        eval_on_start=has_eval and evaluate_base,
+        prediction_loss_only=True,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=KEEP_CHECKPOINTS,
+        report_to="none",  # DVCLive comes in as tracking.step_curves (see there why not report_to="dvclive")
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+        **overrides,
+    )
+    return trainer_class(cfg.group_by_length)(
+        model=model,
+        args=args,
+        data_collator=collator,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds if has_eval else None,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+def trainer_class(group_by_length: bool):
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class LengthGroupedSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.args.use_cpu:
+                # TRL's fused LM head saves GPU memory (no full logits); its CPU fallback (torch tiles) is ~1.8x
+                # slower than plain cross-entropy on the tiny model. Same loss: mean NLL of the supervised tokens.
+                return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if not group_by_length:
+                return super()._get_train_sampler(dataset)
+            return LengthGroupedBatches(lengths(dataset), self.args.per_device_train_batch_size, self.args.seed)
+
+        def _get_eval_sampler(self, eval_dataset):
+            return LengthGroupedBatches(lengths(eval_dataset), self.args.per_device_eval_batch_size, 0, shuffle=False)
+
+    return LengthGroupedSFTTrainer
+
+
+def lengths(dataset) -> list[int]:
+    return [len(ids) for ids in dataset["input_ids"]]

@@ -1,0 +1,64 @@
+"""Unsloth on one CUDA GPU: the seed's setup (4-bit when configured, Unsloth gradient checkpointing).
+
+`unsloth` is imported when this backend is built and never on a CPU machine. The params ->
+Unsloth argument mapping is in two pure functions so it can be checked without a GPU.
+"""
+from __future__ import annotations
+
+from vietlegal.base_model import BaseModelError
+from vietlegal.config import TrainConfig
+from vietlegal.train.backends import lora_settings
+
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+class UnslothBackend:
+    name = "unsloth"
+
+    def __init__(self) -> None:
+        import unsloth  # noqa: F401  - patches transformers/trl/peft; must come before them
+
+    def load_model(self, base, cfg: TrainConfig, max_seq_length: int, seed: int, precision: str):
+        from unsloth import FastLanguageModel
+
+        try:
+            model, _ = FastLanguageModel.from_pretrained(**from_pretrained_kwargs(base, cfg, max_seq_length, seed, precision))
+        except OSError as exc:
+            raise BaseModelError(
+                f"could not load the weights of {base.model_id!r} (revision {base.revision}): "
+                f"{str(exc).splitlines()[0] if str(exc) else exc!r}"
+            ) from exc
+        # Unsloth's own tokenizer is discarded: training, evaluation and serving share base_model.load_tokenizer's
+        return FastLanguageModel.get_peft_model(model, **peft_kwargs(cfg, seed))
+
+    def trainer_overrides(self, cfg: TrainConfig) -> dict:
+        # Unsloth checkpoints through get_peft_model(use_gradient_checkpointing="unsloth"); HF's would double it
+        return {"gradient_checkpointing": False}
+
+
+def from_pretrained_kwargs(base, cfg: TrainConfig, max_seq_length: int, seed: int, precision: str) -> dict:
+    import torch
+
+    return {
+        "model_name": base.path,
+        "revision": base.revision if base.hub_kwargs() else None,
+        "token": base.hub_kwargs().get("token"),
+        "max_seq_length": max_seq_length,
+        "dtype": getattr(torch, DTYPES[precision]) if precision != "fp32" else None,
+        "load_in_4bit": cfg.load_in_4bit,
+        # Unsloth swaps hub ids for its own pre-quantised mirrors unless told not to; the pinned
+        # base.revision is a commit of the repo the user named, so load exactly that repo.
+        "use_exact_model_name": True,
+        "resize_model_vocab": None,
+        "random_state": seed,
+    }
+
+
+def peft_kwargs(cfg: TrainConfig, seed: int) -> dict:
+    return {
+        **lora_settings(cfg),
+        "use_gradient_checkpointing": "unsloth" if cfg.gradient_checkpointing else False,
+        "random_state": seed,
+        "use_rslora": False,
+        "modules_to_save": None,  # vLLM cannot serve adapters with modules_to_save
+    }
