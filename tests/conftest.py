@@ -96,3 +96,72 @@ def _offline(monkeypatch):
     # Nothing in the test suite may reach a hub.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+SERVE_TEST_PARAMS = """\
+serve:
+  max_batch_size: 8
+  batch_timeout: 0.05
+  max_new_tokens: 16
+  max_body_bytes: 20000
+  queue_timeout: 120
+  cpu_threads: 1
+"""
+
+
+def _run(cmd: list[str], cwd) -> None:
+    import subprocess
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.fixture(scope="session")
+def pulled_adapter(tmp_path_factory, tiny_adapter):
+    """The serving droplet's view: a clean git clone of a project whose models/adapter is a DVC output,
+    with only the adapter pulled from the remote. Returns (clone dir, md5 dvc.lock records for it)."""
+    import shutil
+    import sys
+
+    import yaml
+
+    root = tmp_path_factory.mktemp("droplet")
+    origin, clone, remote = root / "origin", root / "clone", root / "remote"
+    origin.mkdir()
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    dvc = [sys.executable, "-m", "dvc"]
+    _run(git + ["init", "-q"], origin)
+    _run(dvc + ["init", "-q"], origin)
+    shutil.copytree(tiny_adapter, origin / "models" / "adapter")
+    (origin / "params.yaml").write_text(SERVE_TEST_PARAMS, encoding="utf-8")
+    _run(dvc + ["stage", "add", "-n", "train", "-o", "models/adapter", "true"], origin)
+    _run(dvc + ["commit", "-f", "-q", "train"], origin)  # records the adapter's hash in dvc.lock
+    _run(dvc + ["remote", "add", "-d", "storage", str(remote)], origin)
+    _run(dvc + ["push", "-q"], origin)
+    _run(git + ["add", "-A"], origin)
+    _run(git + ["commit", "-q", "-m", "adapter"], origin)
+    _run(git + ["clone", "-q", str(origin), str(clone)], root)
+    assert not (clone / "models" / "adapter").exists()
+    _run(dvc + ["pull", "-q", "models/adapter"], clone)
+    lock = yaml.safe_load((clone / "dvc.lock").read_text(encoding="utf-8"))
+    md5 = lock["stages"]["train"]["outs"][0]["md5"].removesuffix(".dir")
+    return clone, md5
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory, pulled_adapter):
+    """`vietlegal serve` as run on the droplet (in the clean clone, its params.yaml, default --adapter
+    models/adapter) at 127.0.0.1 on a free port with Bearer key "test-key". Started once for the
+    session; its whole process group is killed at teardown."""
+    from vietlegal.serve.process import ServerProcess
+
+    clone, _ = pulled_adapter
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    server = ServerProcess("models/adapter", log, api_key="test-key", cwd=clone,
+                           env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

