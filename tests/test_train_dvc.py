@@ -1,4 +1,4 @@
-"""DVC-level: `dvc repro` trains, keeps the checkpoints (persist) so a `dvc repro` after SIGKILL resumes,
+"""DVC-level: `dvc repro` trains, keeps the checkpoints (not a DVC output, so never deleted) so a `dvc repro` after SIGKILL resumes,
 keeps them out of git, and `dvc plots show` / `dvc exp show` see the curves, params and metrics. Runs in a throwaway
 copy of the project (tests/project_copy.py), never in the working tree."""
 from __future__ import annotations
@@ -58,7 +58,7 @@ def test_repro_trains_resumes_from_persisted_checkpoints_and_renders_curves(tmp_
     assert metrics["label_audit"]["share_ending_in_eot"] == 1.0 and metrics["global_step"] == 4
     assert "loss" in workspace["metrics"]["dvclive/metrics.json"]["data"]
 
-    # SIGKILL the whole `dvc repro` mid-run; persist: true -> the next `dvc repro` finds the checkpoint and resumes
+    # SIGKILL the whole `dvc repro` mid-run; DVC never deletes the undeclared checkpoints dir -> the next `dvc repro` resumes
     params["train"].update(max_steps=40, save_steps=4, eval_steps=40)
     (project.path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
     old_run = next((project.path / "models" / "checkpoints").iterdir()).name
