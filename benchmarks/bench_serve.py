@@ -27,7 +27,7 @@ def untrained_adapter(out: Path) -> Path:
     """A valid LoRA adapter directory over the tiny base, in the layout `vietlegal train` writes."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from vietlegal import base_model, tiny
     from vietlegal.adapter import SETTINGS_FILE

@@ -10,11 +10,10 @@ The last assistant turn of a test conversation is the reference; everything befo
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from vietlegal import jsonl
 from vietlegal.chat import ChatError, check_messages
 
 SYSTEMS = ("base", "tuned")
@@ -46,26 +45,10 @@ class TestCase:
         return self.messages[-1]["content"]
 
 
-def _jsonl(path: Path):
-    if not path.exists():
-        raise DataError(f"{path}: not found; run the stage that writes it (`dvc repro`)")
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{number}: expected a JSON object")
-            yield number, row
-
-
 def read_test_split(path: str | Path, limit: int | None = None) -> list[TestCase]:
     path = Path(path)
     cases = []
-    for number, row in _jsonl(path):
+    for number, row in jsonl.read_objects(path, DataError):
         where = f"{path}:{number}"
         try:
             messages = check_messages(row.get("messages"))
@@ -81,21 +64,13 @@ def read_test_split(path: str | Path, limit: int | None = None) -> list[TestCase
     return cases
 
 
-def write_jsonl(path: str | Path, rows: list[dict]) -> None:
-    """Write atomically, so an interrupted stage never leaves a half file for DVC to cache."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+write_jsonl = jsonl.write  # the stages import it from here with the rest of the contract
 
 
 def read_answers(path: str | Path) -> list[dict]:
     path = Path(path)
     rows = []
-    for number, row in _jsonl(path):
+    for number, row in jsonl.read_objects(path, DataError):
         missing = [k for k in ANSWER_FIELDS if k not in row]
         if missing:
             raise DataError(f"{path}:{number}: missing field(s) {', '.join(missing)}; regenerate with `dvc repro generate`")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from collections import Counter, defaultdict
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vietlegal import base_model, records
+from vietlegal import base_model, jsonl, records
 from vietlegal.config import BaseConfig, ConfigError, PrepareConfig, load_params
 
 SPLITS = ("train", "val", "test")
@@ -116,14 +115,6 @@ def length_report(recs: list[records.Record], tokenizer, max_seq_length: int) ->
     }
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def run(cfg: PrepareConfig, base: BaseConfig, root: Path = Path("."), metrics_path: Path | None = None,
         tokenizer=None) -> dict:
     _check_fractions(cfg)
@@ -138,8 +129,8 @@ def run(cfg: PrepareConfig, base: BaseConfig, root: Path = Path("."), metrics_pa
     out = root / cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in parts.items():
-        write_jsonl(out / f"{name}.jsonl", [{"id": rid, "source": r.source, "messages": r.messages} for rid, r in rows])
-    write_jsonl(out / "rejects.jsonl", [vars(r) for r in rejects])
+        jsonl.write(out / f"{name}.jsonl", [{"id": rid, "source": r.source, "messages": r.messages} for rid, r in rows])
+    jsonl.write(out / "rejects.jsonl", [vars(r) for r in rejects])
 
     if tokenizer is None:
         tokenizer = base_model.load_tokenizer(base_model.resolve(base.model, base.revision))

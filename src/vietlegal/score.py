@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from vietlegal import jsonl
 from vietlegal.config import EvaluateConfig
 from vietlegal.metrics import METRIC_NAMES, score_all
 
@@ -22,29 +23,18 @@ class PredictionsError(ValueError):
 
 def read_field(path: Path, field: str) -> list[tuple[int, dict, str]]:
     """(line number, row, value of `field`) for every non-blank line; PredictionsError naming file:line."""
-    if not path.exists():
-        raise PredictionsError(f"{path}: not found")
     rows = []
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PredictionsError(f"{path}:{number}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
-            if not isinstance(row, dict):
-                raise PredictionsError(f"{path}:{number}: expected a JSON object with a {field!r} field, got {type(row).__name__}")
-            if field not in row:
-                raise PredictionsError(
-                    f"{path}:{number}: missing field {field!r} (fields present: {', '.join(sorted(row)) or 'none'})"
-                )
-            value = row[field]
-            if value is None:
-                value = ""  # a system that answered nothing: scored as an empty answer and counted
-            if not isinstance(value, str):
-                raise PredictionsError(f"{path}:{number}: field {field!r} must be a string, got {type(value).__name__}")
-            rows.append((number, row, value))
+    for number, row in jsonl.read_objects(path, PredictionsError):
+        if field not in row:
+            raise PredictionsError(
+                f"{path}:{number}: missing field {field!r} (fields present: {', '.join(sorted(row)) or 'none'})"
+            )
+        value = row[field]
+        if value is None:
+            value = ""  # a system that answered nothing: scored as an empty answer and counted
+        if not isinstance(value, str):
+            raise PredictionsError(f"{path}:{number}: field {field!r} must be a string, got {type(value).__name__}")
+        rows.append((number, row, value))
     if not rows:
         raise PredictionsError(f"{path}: no predictions (the file is empty)")
     return rows
