@@ -1,5 +1,5 @@
 # The README's two commands. Both create .venv with Python 3.11 and install exact versions.
-#   make pipeline   install, run the whole DVC pipeline on the embedded default, print the metrics
+#   make pipeline   install, run the whole DVC pipeline on the embedded default, print the headline metrics
 #   make test       install what the tests need, run the test suite (what CI runs)
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -20,7 +20,7 @@ install-dev: $(BIN)/python
 
 pipeline: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
-	PATH="$(CURDIR)/$(BIN):$$PATH" dvc metrics show
+	PATH="$(CURDIR)/$(BIN):$$PATH" vietlegal summary
 
 test: install-dev
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest -q -p no:cacheprovider

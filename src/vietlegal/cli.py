@@ -19,6 +19,7 @@ COMMANDS = {
     "serve": ("vietlegal.serve", "OpenAI-compatible API on LitServe"),
     "bench": ("vietlegal.bench", "latency/throughput benchmark against a running server"),
     "remote": ("vietlegal.remote", "check the DVC remote (Spaces): endpoint, credentials, bucket"),
+    "summary": ("vietlegal.summary", "print the headline metrics of the last run, readable in a terminal"),
     "tiny": ("vietlegal.tiny_cli", "build the embedded tiny Llama model and print where it is"),
     "index": ("vietlegal.rag.index", "build the retrieval index (BM25 + dense) over the provision corpus"),
     "retrieval": ("vietlegal.rag.retrieval", "retrieval recall@k on the test split (gold: cited provisions)"),
