@@ -1,7 +1,7 @@
 """Stage `train`: LoRA fine-tuning that learns to answer and to stop.
 
     data/processed/{train,val}.jsonl  ->  models/adapter/                 PEFT LoRA + tokenizer + vietlegal.json
-                                          models/checkpoints/<run key>/   resumable state (DVC persist)
+                                          models/checkpoints/<run key>/   resumable state (git-ignored, not a DVC output)
                                           metrics/train.json              label audit, efficiency, losses (base and tuned)
                                           dvclive/                        loss / eval loss / learning-rate curves
 
