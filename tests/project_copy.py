@@ -7,12 +7,15 @@ no analytics, no instance-metadata lookups.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 REMOTE = "spaces"
@@ -62,6 +65,21 @@ class Project:
 
     def dvc(self, *args: str, **kw) -> subprocess.CompletedProcess:
         return self.run("dvc", *args, **kw)
+
+    def dvc_json(self, *args: str, timeout: float = 300):
+        """`dvc <args> --json`, parsing stdout only: DVC warns on stderr (e.g. about plots not made yet)."""
+        done = subprocess.run(["dvc", *args, "--json"], cwd=self.path, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+        if done.returncode != 0:
+            raise AssertionError(f"`dvc {' '.join(args)} --json` exited {done.returncode}:\n{done.stderr}")
+        return json.loads(done.stdout)
+
+    def update_params(self, section: str, **values) -> None:
+        """Change keys of one params.yaml section, as `dvc exp run -S` would."""
+        path = self.path / "params.yaml"
+        params = yaml.safe_load(path.read_text(encoding="utf-8"))
+        params[section].update(values)
+        path.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
     def commit(self, message: str) -> None:
         self.run("git", "add", "-A")

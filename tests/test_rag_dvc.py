@@ -1,63 +1,42 @@
 """DVC-level: `dvc repro retrieval` builds the index from the bundled corpus and reports recall@k, and a
-retrieval-only param change does not rebuild the index. Runs in a throwaway copy of the project (BM25
-only: the dense path is tested with a real model in test_rag_dense.py)."""
+retrieval-only param change does not rebuild the index. Runs in a throwaway copy of the project
+(tests/project_copy.py; BM25 only: the dense path is tested with a real model in test_rag_dense.py)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import ROOT
+from project_copy import Project, copy_project
 
 pytestmark = pytest.mark.slow
 
-DVC = str(Path(sys.executable).parent / "dvc")
-
-
-def sh(cwd: Path, *args: str) -> str:
-    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
-
-
-def set_params(project: Path, **rag) -> None:
-    path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text(encoding="utf-8"))
-    params["rag"].update(rag)
-    path.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
-
 
 @pytest.fixture
-def project(tmp_path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.splitlines()
-    out = tmp_path / "project"
-    for name in files:
-        if (ROOT / name).is_file():
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, out / name)
-    assert out.resolve() != ROOT.resolve()
-    set_params(out, dense=False)
-    sh(out, "git", "init", "-q")
-    return out
+def project(tmp_path) -> Project:
+    from vietlegal import tiny
+
+    project = copy_project(tmp_path / "project", tmp_path / "home")
+    project.env["VIETLEGAL_CACHE"] = str(tiny.cache_root())  # reuse the built tiny model
+    project.update_params("rag", dense=False)
+    return project
+
+
+def read_report(project: Project) -> dict:
+    return json.loads((project.path / "metrics" / "retrieval.json").read_text(encoding="utf-8"))
 
 
 def test_repro_retrieval_builds_the_index_and_a_retrieval_param_change_does_not_rebuild_it(project):
-    log = sh(project, DVC, "repro", "retrieval")
+    log = project.dvc("repro", "retrieval").stdout
     assert "Running stage 'index'" in log and "Running stage 'retrieval'" in log
-    manifest = json.loads((project / "models" / "index" / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["corpus"]["provisions"] == sum(1 for _ in open(project / "data" / "corpus" / "provisions.jsonl", encoding="utf-8"))
-    report = json.loads((project / "metrics" / "retrieval.json").read_text(encoding="utf-8"))
+    manifest = json.loads((project.path / "models" / "index" / "manifest.json").read_text(encoding="utf-8"))
+    corpus = project.path / "data" / "corpus" / "provisions.jsonl"
+    assert manifest["corpus"]["provisions"] == sum(1 for _ in open(corpus, encoding="utf-8"))
+    report = read_report(project)
     assert report["questions"] > 0 and report["gold_missing_from_corpus"] == 0
     assert report["bm25"]["recall@10"] >= report["bm25"]["recall@1"] > 0
 
-    set_params(project, recall_k=[1, 2])
-    log = sh(project, DVC, "repro", "retrieval")
+    project.update_params("rag", recall_k=[1, 2])
+    log = project.dvc("repro", "retrieval").stdout
     assert "Stage 'index' didn't change, skipping" in log and "Running stage 'retrieval'" in log
-    assert "recall@2" in json.loads((project / "metrics" / "retrieval.json").read_text(encoding="utf-8"))["bm25"]
+    assert "recall@2" in read_report(project)["bm25"]

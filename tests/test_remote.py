@@ -19,7 +19,7 @@ import pytest
 from configobj import ConfigObj
 
 from project_copy import BUCKET, CHECKSUM_ENV, PREFIX, REMOTE, ROOT, Project, copy_project, hermetic_env
-from s3server import ACCESS_KEY, SECRET_KEY, SeaweedS3, closed_port
+from s3server import ACCESS_KEY, SECRET_KEY, SeaweedS3, closed_port, running_space
 
 LAWS = [
     {"question": "Nam nữ bao nhiêu tuổi thì được kết hôn?",
@@ -34,19 +34,15 @@ LAWS = [
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """One SeaweedFS server with the Space `legal-datalake`, shared by the tests that do not stop it."""
-    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start()
-    server.create_bucket(BUCKET)
-    yield server
-    server.kill()
+    with running_space(tmp_path_factory.mktemp("seaweedfs"), BUCKET) as server:
+        yield server
 
 
 @pytest.fixture
 def own_s3(tmp_path):
     """A server of this test's own, for tests that kill and restart it."""
-    server = SeaweedS3(tmp_path / "seaweedfs").start()
-    server.create_bucket(BUCKET)
-    yield server
-    server.kill()
+    with running_space(tmp_path / "seaweedfs", BUCKET) as server:
+        yield server
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from project_copy import BUCKET, Project, copy_project
-from s3server import ACCESS_KEY, SECRET_KEY, SeaweedS3
+from s3server import ACCESS_KEY, SECRET_KEY, running_space
 
 NEEDED = ("vietlegal.train", "vietlegal.serve")
 MISSING = [name for name in NEEDED if importlib.util.find_spec(name) is None]
@@ -51,10 +51,8 @@ def locked_md5(project: Project, stage: str, out: str) -> str:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start()
-    server.create_bucket(BUCKET)
-    yield server
-    server.kill()
+    with running_space(tmp_path_factory.mktemp("seaweedfs"), BUCKET) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

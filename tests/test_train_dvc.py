@@ -19,14 +19,6 @@ from project_copy import copy_project
 pytestmark = pytest.mark.slow
 
 
-def dvc_json(project, *args: str):
-    """stdout only: DVC warns on stderr (e.g. about other stages' plots that do not exist yet)."""
-    done = subprocess.run(["dvc", *args, "--json"], cwd=project.path, env=project.env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
 def test_repro_trains_resumes_from_persisted_checkpoints_and_renders_curves(tmp_path):
     from vietlegal import tiny
 
@@ -47,12 +39,12 @@ def test_repro_trains_resumes_from_persisted_checkpoints_and_renders_curves(tmp_
     status = project.run("git", "status", "--porcelain", "--ignored").stdout
     assert "!! models/checkpoints/" in status, "optimizer state stays out of git (and of `dvc exp` commits)"
 
-    plots = dvc_json(project, "plots", "show")["data"]
+    plots = project.dvc_json("plots", "show")["data"]
     loss = plots["dvclive/plots/metrics/loss/train.tsv"][0]["content"]["data"]["values"]
     assert [int(v["step"]) for v in loss] == [1, 2, 3, 4]
     assert "dvclive/plots/metrics/loss/eval.tsv" in plots and "dvclive/plots/metrics/learning_rate.tsv" in plots
 
-    workspace = dvc_json(project, "exp", "show")[0]["data"]
+    workspace = project.dvc_json("exp", "show")[0]["data"]
     assert workspace["params"]["params.yaml"]["data"]["train"]["max_steps"] == 4
     metrics = workspace["metrics"]["metrics/train.json"]["data"]
     assert metrics["label_audit"]["share_ending_in_eot"] == 1.0 and metrics["global_step"] == 4
