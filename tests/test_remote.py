@@ -249,6 +249,7 @@ def start(project: Project, *args: str, **env: str) -> subprocess.Popen:
 # botocore retries a refused connection ~10 s per file by default; one attempt keeps this test short.
 # (On a droplet, a push to a dead endpoint can take minutes to give up; Ctrl-C is safe, see docs/remote.md.)
 FAIL_FAST = {"AWS_MAX_ATTEMPTS": "1"}
+JOBS = 2  # transfers in flight at once
 
 
 @pytest.mark.slow
@@ -259,7 +260,7 @@ def test_server_killed_mid_push_then_the_rerun_uploads_only_what_is_missing(own_
     workstation.commit("track an archive")
     before = tree_digest(workstation.path)
 
-    push = start(workstation, "dvc", "push", "-j", "2", **FAIL_FAST)
+    push = start(workstation, "dvc", "push", "-j", str(JOBS), **FAIL_FAST)
     kill_when(own_s3, lambda: len(remote_keys(own_s3)) >= 10, push)
     out = push.communicate(timeout=300)[0]
     assert push.returncode != 0
@@ -269,11 +270,15 @@ def test_server_killed_mid_push_then_the_rerun_uploads_only_what_is_missing(own_
 
     own_s3.start()
     present = len(remote_keys(own_s3))
-    assert 10 <= present < 201 and failed <= 201 - present
+    missing = 201 - present  # 200 files + the .dir listing
+    assert 10 <= present < 201
+    # Every missing object was reported failed (nothing lost silently). An upload in flight when the server
+    # died may have been stored before its reply was lost: reported failed, yet present (seen once in CI).
+    assert missing <= failed <= missing + JOBS, (failed, missing)
     assert_remote_objects_intact(own_s3)
 
     rerun = workstation.dvc("push")
-    assert count(r"(\d+) files? pushed", rerun.stdout) == 201 - present  # 200 files + the .dir listing
+    assert count(r"(\d+) files? pushed", rerun.stdout) == missing
     assert len(remote_keys(own_s3)) == 201
     assert_remote_objects_intact(own_s3)
     assert "in sync" in workstation.dvc("status", "-c", "data/raw/archive.dvc").stdout
