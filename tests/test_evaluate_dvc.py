@@ -27,6 +27,7 @@ def project(tmp_path) -> Project:
     project.update_params("prepare", sample="data/sample/legal_qa.jsonl", val_fraction=0.25, test_fraction=0.25)
     project.update_params("train", max_steps=2, batch_size=2, eval_steps=2, save_steps=2, logging_steps=1)
     project.update_params("generate", max_new_tokens=8)
+    project.update_params("rag", dense=False)  # train follows ground, which follows index: BM25 only builds in a second
     project.commit("small sample, fast params")
     return project
 

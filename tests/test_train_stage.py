@@ -59,6 +59,7 @@ def test_writes_a_servable_adapter_and_the_metrics(tmp_path, monkeypatch, proces
     assert settings["backend"] == "trl" and settings["train"]["max_steps"] == 6
     assert {"torch", "transformers", "trl", "peft"} <= set(settings["versions"]) and settings["data_hash"]
     assert settings["hardware"]["device"] == "cpu"
+    assert settings["context"] == {"with_context": False}  # prepare's splits: no context.json from stage ground
 
     model, tokenizer, _ = load_for_inference(adapter)
     assert tokenizer.chat_template and tokenizer.pad_token == "<|finetune_right_pad_id|>"

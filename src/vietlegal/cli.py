@@ -23,6 +23,7 @@ COMMANDS = {
     "tiny": ("vietlegal.tiny_cli", "build the embedded tiny Llama model and print where it is"),
     "index": ("vietlegal.rag.index", "build the retrieval index (BM25 + dense) over the provision corpus"),
     "retrieval": ("vietlegal.rag.retrieval", "retrieval recall@k on the test split (gold: cited provisions)"),
+    "ground": ("vietlegal.rag.ground", "the training splits, grounded with retrieved provisions if rag.train_with_context"),
     "generate-rag": ("vietlegal.rag.generate", "answer the test split with retrieved provisions in the prompt"),
     "evaluate-rag": ("vietlegal.rag.evaluate", "citation F1, ROUGE, BLEU with and without retrieval, side by side"),
 }

@@ -1,6 +1,6 @@
 """Stage `train`: LoRA fine-tuning that learns to answer and to stop.
 
-    data/processed/{train,val}.jsonl  ->  models/adapter/                 PEFT LoRA + tokenizer + vietlegal.json
+    data/training/{train,val}.jsonl   ->  models/adapter/                 PEFT LoRA + tokenizer + vietlegal.json
                                           models/checkpoints/<run key>/   resumable state (git-ignored, not a DVC output)
                                           metrics/train.json              label audit, efficiency, losses (base and tuned)
                                           dvclive/                        loss / eval loss / learning-rate curves
@@ -8,6 +8,8 @@
 Runs the same under `python -m vietlegal.cli train` and `accelerate launch ... -m vietlegal.cli train`
 (several processes: each tokenises the same data, the main one deletes stale checkpoints and writes
 the outputs). Unsloth or TRL builds the LoRA model (see backends.py); TRL's SFTTrainer trains it.
+The splits come from stage `ground` (vietlegal.rag.ground): prepare's rows as they are, or grounded with
+retrieved provisions when rag.train_with_context; its context.json goes into the adapter's vietlegal.json.
 """
 from __future__ import annotations
 
@@ -66,7 +68,8 @@ def run(base_cfg: BaseConfig, cfg: TrainConfig, *, data_dir: Path, metrics_path:
 
     hardware_info = {**hw.as_dict(), "precision": precision, "processes": state.num_processes}
     adapter_settings = settings.adapter_settings(base_cfg, base.revision, cfg, data_hash=data_hash, run_key=key,
-                                                 backend=backend.name, hardware=hardware_info)
+                                                 backend=backend.name, hardware=hardware_info,
+                                                 context=training_context(data_dir))
     export.finish(staging, Path(cfg.out_dir), tokenizer, adapter_settings, base_cfg.model, base.revision)
     train_seconds = result.metrics.get("train_runtime", 0.0)
     metrics = {
@@ -112,6 +115,12 @@ def read_splits(data_dir: Path, tokenizer, base_cfg: BaseConfig, cfg: TrainConfi
     if not len(train):
         raise DataError(f"{data_dir / 'train.jsonl'}: no usable training examples; check `vietlegal prepare` output")
     return train, val
+
+
+def training_context(data_dir: Path) -> dict:
+    """What stage `ground` put into the prompts; splits straight from prepare carry no context."""
+    path = data_dir / "context.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"with_context": False}
 
 
 def resume_point(state, root: Path, key: str) -> Path | None:
@@ -172,7 +181,8 @@ def log(state, message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vietlegal train", description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--data", default="data/processed", help="directory with train.jsonl and val.jsonl")
+    ap.add_argument("--data", default="data/training",
+                    help="directory with train.jsonl and val.jsonl (stage `ground` writes it; data/processed works too)")
     ap.add_argument("--metrics", default="metrics/train.json")
     ap.add_argument("--live", default="dvclive", help="DVCLive directory for the training curves")
     args = ap.parse_args(argv)

@@ -35,7 +35,8 @@ def read_rows(path: Path) -> list[tuple[str, list[dict]]]:
     """(source, messages) per line of a prepare output file; the source is the raw record's file:line
     that prepare recorded (what a user fixes), else this file's line."""
     if not path.exists():
-        raise DataError(f"{path}: not found; run `vietlegal prepare` (or `dvc repro prepare`) first")
+        raise DataError(f"{path}: not found; run the stages before train first: `dvc repro ground` "
+                        "(or `vietlegal prepare` then `vietlegal ground`)")
     rows = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():

@@ -44,7 +44,7 @@ def versions() -> dict:
 
 
 def adapter_settings(base: BaseConfig, revision: str | None, cfg: TrainConfig, *, data_hash: str, run_key: str,
-                     backend: str, hardware: dict) -> dict:
+                     backend: str, hardware: dict, context: dict | None = None) -> dict:
     """vietlegal.json: enough to rebuild the base and to trace the adapter back to its inputs."""
     return {
         "base": {"model": base.model, "revision": revision},
@@ -56,4 +56,5 @@ def adapter_settings(base: BaseConfig, revision: str | None, cfg: TrainConfig, *
         "versions": versions(),
         "backend": backend,
         "hardware": hardware,
+        "context": context or {"with_context": False},  # retrieved provisions in the training prompts (stage ground)
     }

@@ -1,0 +1,134 @@
+"""Stage `ground`: the training splits `train` reads, with their retrieved provisions when rag.train_with_context.
+
+    data/processed/{train,val}.jsonl + models/index + data/corpus
+        -> data/training/{train,val}.jsonl   the prepare rows; grounded: the system message carries the top-k
+                                             provisions, plus "retrieved_provisions" (ids) and "no_hit"
+           data/training/context.json        {"with_context": false}, or the retrieval settings used
+           metrics/ground.json               per split: examples, no-hit count, cited provisions in the context
+
+Off (the default) the splits are copied byte for byte and context.json is a constant, so a rag param change
+reruns only this cheap stage: its outputs stay identical, and DVC (which compares deps by hash) skips `train`.
+On, each example is grounded by `vietlegal.rag.context.ground`, the function `generate_rag` and `serve --rag`
+build their prompts with, so training and inference see one layout. Retrieval reads only the question, so the
+reference answer never leaks into the prompt; the answer is trained on as it is.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from vietlegal import jsonl
+from vietlegal.chat import ChatError, check_messages
+from vietlegal.config import RagConfig, load_params
+from vietlegal.rag.context import ground
+from vietlegal.rag.corpus import DataError
+from vietlegal.rag.index import Retriever
+from vietlegal.rag.retrieval import gold_pairs, provision_pair
+
+SPLITS = ("train", "val")
+CONTEXT_FILE = "context.json"
+# What shapes a grounded prompt; recorded in context.json and (through train) in the adapter's vietlegal.json.
+PROMPT_KEYS = ("top_k", "method", "embedding_model", "query_prefix", "dense_min_similarity", "rrf_k",
+               "in_force_on", "max_provision_chars")
+
+
+def read_rows(path: Path) -> list[tuple[int, dict]]:
+    rows = []
+    for number, row in jsonl.read_objects(path, DataError):
+        try:
+            check_messages(row.get("messages"))
+        except ChatError as exc:
+            raise DataError(f"{path}:{number}: {exc}; re-run `vietlegal prepare`") from None
+        if row["messages"][-1]["role"] != "assistant":
+            raise DataError(f"{path}:{number}: the last message must be the assistant's answer; re-run `vietlegal prepare`")
+        rows.append((number, row))
+    return rows
+
+
+def ground_row(retriever: Retriever, row: dict) -> dict:
+    """The row with its prompt grounded; the answer (the last message) is kept as it is."""
+    *prompt, answer = check_messages(row["messages"])
+    g = ground(retriever, prompt)
+    return {**row, "messages": g.messages + [answer], "retrieved_provisions": g.provision_ids, "no_hit": g.no_hit}
+
+
+def split_report(retriever: Retriever, rows: list[dict]) -> dict:
+    """How much of what the answers cite the context holds: what the model can learn to copy."""
+    pair_of = {p.id: provision_pair(p) for p in retriever.corpus.provisions}
+    cited = found = 0
+    for row in rows:
+        gold = gold_pairs(row["messages"][-1]["content"])
+        given = {pair_of.get(i) for i in row["retrieved_provisions"]}
+        cited, found = cited + len(gold), found + len(gold & given)
+    return {
+        "examples": len(rows),
+        "no_hit": sum(r["no_hit"] for r in rows),
+        "cited_provisions": cited,
+        "cited_in_context": found / cited if cited else 0.0,
+    }
+
+
+def context_settings(rag: RagConfig) -> dict:
+    if not rag.train_with_context:
+        return {"with_context": False}
+    return {"with_context": True, **{k: getattr(rag, k) for k in PROMPT_KEYS}}
+
+
+def run(rag: RagConfig, processed: Path, out_dir: Path) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = context_settings(rag)
+    if not rag.train_with_context:
+        for name in SPLITS:
+            copy_atomically(processed / f"{name}.jsonl", out_dir / f"{name}.jsonl")
+        write_json(out_dir / CONTEXT_FILE, settings)
+        return settings
+    retriever = Retriever.load(rag.index_dir, rag.corpus_dir, rag)
+    report = dict(settings)
+    for name in SPLITS:
+        rows = [ground_row(retriever, row) for _, row in read_rows(processed / f"{name}.jsonl")]
+        jsonl.write(out_dir / f"{name}.jsonl", rows)
+        report[name] = split_report(retriever, rows)
+    write_json(out_dir / CONTEXT_FILE, settings)
+    return report
+
+
+def copy_atomically(src: Path, dst: Path) -> None:
+    if not src.exists():
+        raise DataError(f"{src}: not found; run `vietlegal prepare` (or `dvc repro prepare`) first")
+    tmp = dst.with_suffix(dst.suffix + ".tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def summary(report: dict) -> str:
+    if not report["with_context"]:
+        return "off: splits copied as they are (set rag.train_with_context: true to train with retrieved provisions)"
+    parts = [f"{name} {r['examples']} examples, {r['no_hit']} without a hit, "
+             f"{r['cited_in_context']:.1%} of cited provisions in the context" for name, r in
+             ((n, report[n]) for n in SPLITS)]
+    return f"top-{report['top_k']} {report['method']} provisions; " + "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vietlegal ground", description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--processed", type=Path, default=Path("data/processed"), help="prepare's output directory")
+    ap.add_argument("--out", type=Path, default=Path("data/training"))
+    ap.add_argument("--metrics", type=Path, default=Path("metrics/ground.json"))
+    args = ap.parse_args(argv)
+    rag = load_params(args.params)["rag"]
+    t0 = time.perf_counter()
+    report = run(rag, args.processed, args.out)
+    write_json(args.metrics, report)
+    print(f"ground: {summary(report)} in {time.perf_counter() - t0:.1f}s -> {args.out}", file=sys.stderr)
+    return 0
