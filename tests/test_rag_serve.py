@@ -3,6 +3,7 @@ over the fixture corpus. The answer carries the provision ids its prompt held; t
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -103,3 +104,20 @@ def test_without_the_flag_and_with_rag_disabled_nothing_is_retrieved(live_server
     conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json", "Authorization": "Bearer test-key"})
     reply = json.loads(conn.getresponse().read())
     assert "retrieved_provisions" not in reply
+
+
+def test_an_adapter_trained_with_context_served_without_retrieval_is_warned_about(tmp_path, tiny_adapter):
+    from vietlegal.adapter import SETTINGS_FILE
+    from vietlegal.serve.process import ServerProcess
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(tiny_adapter, adapter)
+    settings = json.loads((adapter / SETTINGS_FILE).read_text(encoding="utf-8"))
+    settings["context"] = {"with_context": True, "top_k": 3, "method": "bm25"}
+    (adapter / SETTINGS_FILE).write_text(json.dumps(settings), encoding="utf-8")
+    (tmp_path / "params.yaml").write_text(SERVE_TEST_PARAMS, encoding="utf-8")  # rag.enabled defaults to false
+    with ServerProcess(adapter, tmp_path / "server.log", params=tmp_path / "params.yaml",
+                       env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}) as server:
+        log = server.log_text()
+    assert "trained with top-3 retrieved provisions" in log and "without --rag it answers closed-book" in log
+    assert "rag=off" in log

@@ -38,3 +38,12 @@ def grounder(params: str | None, flag: bool | None) -> tuple[Grounder | None, st
     described = (f"rag=on (top {cfg.top_k} {cfg.method} over {len(retriever.corpus)} provisions of {cfg.corpus_dir}, "
                  f"in force on {on})")
     return (lambda messages: ground(retriever, messages)), described
+
+
+def context_mismatch(settings: dict, rag_on: bool) -> str | None:
+    """A warning when the adapter learnt from grounded prompts (stage ground) but is served without retrieval."""
+    context = settings.get("context") or {}
+    if rag_on or not context.get("with_context"):
+        return None
+    return (f"this adapter was trained with top-{context.get('top_k')} retrieved provisions in its prompts "
+            "(rag.train_with_context); without --rag it answers closed-book, unlike its training")

@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
     grounder, rag_state = rag_serving.grounder(args.params, args.rag)  # before the model: a stale index fails fast
     info = model_info.load(args.adapter)
+    if warning := rag_serving.context_mismatch(info.settings, grounder is not None):
+        logger.warning(warning)
     lit_server = server.build(info, cfg, api_key, system_prompt, grounder=grounder)
     logger.info("serving %s (adapter %s, version from %s, base %s) on http://%s:%d backend=%s auth=%s %s",
                 info.version.model_id, args.adapter, info.version.source, info.base.model_id, host, port,
