@@ -42,8 +42,7 @@ def _batch(examples: list, pad_id: int, device) -> tuple[torch.Tensor, torch.Ten
     ids = [e.input_ids + [pad_id] * (width - len(e.input_ids)) for e in examples]
     mask = [[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in examples]
     labels = [e.labels + [IGNORE_INDEX] * (width - len(e.labels)) for e in examples]
-    as_tensor = lambda rows: torch.tensor(rows, dtype=torch.long, device=device)
-    return as_tensor(ids), as_tensor(mask), as_tensor(labels)
+    return tuple(torch.tensor(rows, dtype=torch.long, device=device) for rows in (ids, mask, labels))
 
 
 @torch.inference_mode()
