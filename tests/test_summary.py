@@ -20,3 +20,13 @@ def test_base_and_tuned_side_by_side(tmp_path):
 
 def test_no_metrics_says_what_to_run(tmp_path):
     assert "run `dvc repro`" in render(tmp_path)
+
+
+def test_training_context_shows_what_the_context_held(tmp_path):
+    ground = {"with_context": True, "top_k": 3, "method": "bm25",
+              "train": {"examples": 153, "no_hit": 0, "cited_provisions": 184, "cited_in_context": 0.7934782608695652}}
+    (tmp_path / "ground.json").write_text(json.dumps(ground), encoding="utf-8")
+    lines = render(tmp_path).splitlines()
+    assert lines[0] == "training context (metrics/ground.json)"
+    assert lines[lines.index("training context (metrics/ground.json)") + 5].split() == ["train.cited_in_context", "0.7935"]
+    assert not any("val." in line for line in lines)  # absent keys are not printed as blanks

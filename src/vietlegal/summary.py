@@ -17,6 +17,8 @@ TRAIN_ROWS = ("backend", "global_step", "train_seconds", "train_tokens_per_secon
 DATA_ROWS = ("records.train", "records.val", "records.test", "rejects.total", "duplicates_removed",
              "lengths.total_tokens.p95", "lengths.share_over_max_seq_length")
 
+GROUND_ROWS = ("with_context", "top_k", "method", "train.no_hit", "train.cited_in_context", "val.cited_in_context")
+
 
 def _get(data: dict, dotted: str):
     for key in dotted.split("."):
@@ -52,6 +54,7 @@ def render(metrics_dir: Path) -> str:
     out: list[str] = []
     sections = [
         ("data (metrics/data.json)", "data.json", lambda d: block(d, DATA_ROWS)),
+        ("training context (metrics/ground.json)", "ground.json", lambda d: block(d, GROUND_ROWS)),
         ("training (metrics/train.json)", "train.json", lambda d: block(d, TRAIN_ROWS)),
         ("evaluation on the test split (metrics/eval.json; BLEU and chrF++ on 0-100)", "eval.json", eval_table),
         ("retrieval (metrics/retrieval.json)", "retrieval.json",
