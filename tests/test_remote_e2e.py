@@ -103,10 +103,12 @@ def test_evaluation_only_machine_reuses_the_pushed_adapter_without_retraining(tr
     evaluator.dvc("pull", "models/adapter", "data/processed")
     adapter = files(evaluator.path / "models/adapter")
 
-    # Nothing upstream looks changed on a fresh clone with the pulled outputs: plain `dvc repro` would not
-    # retrain. (The dry run stops at `generate`, whose inputs a dry run does not create: hence check=False.)
+    # With the upstream outputs pulled too, nothing upstream looks changed on a fresh clone: plain `dvc repro`
+    # would not retrain. (The dry run stops at `generate`, whose inputs a dry run does not create: check=False.)
+    evaluator.dvc("pull", "data/training", "models/index")
     dry = evaluator.dvc("repro", "--dry", "evaluate", check=False)
-    assert "Stage 'prepare' didn't change" in dry.stdout and "Stage 'train' didn't change" in dry.stdout, dry.stdout
+    for stage in ("prepare", "index", "ground", "train"):
+        assert f"Stage '{stage}' didn't change" in dry.stdout, dry.stdout
     assert "Running stage 'train'" not in dry.stdout
 
     ran = evaluator.dvc("repro", "--single-item", "generate", "perplexity", "evaluate", timeout=900)

@@ -78,7 +78,7 @@ def test_bad_row_names_file_and_line(processed_dir, tiny_tokenizer):
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"val\.jsonl:2: messages\[0\]\.role"):
         dataset.read_rows(path)
-    with pytest.raises(DataError, match="run `vietlegal prepare`"):
+    with pytest.raises(DataError, match=r"missing\.jsonl: not found; run the stages before train first: `dvc repro ground`"):
         dataset.read_rows(processed_dir / "missing.jsonl")
 
 
