@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from vietlegal import jsonl
 from vietlegal.answers import SYSTEMS, DataError, read_answers, read_test_split, write_jsonl
 from vietlegal.config import EvaluateConfig, load_params
 from vietlegal.metrics import METRIC_NAMES, score_all
@@ -80,8 +81,7 @@ def run(cfg: EvaluateConfig, answers_path: Path, test_path: Path, perplexity_pat
     report = {s: with_perplexity(scored[s]["metrics"], ppl[s]) for s in SYSTEMS}
     report["delta"] = delta(report["base"], report["tuned"])
     report["signatures"] = scored["tuned"]["signatures"]
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    metrics_path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    jsonl.write_json(metrics_path, report)
     write_jsonl(predictions_path, prediction_rows(answers, scored, ppl))
     plot_path.parent.mkdir(parents=True, exist_ok=True)
     plot_path.write_text(json.dumps(plot_rows(report), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""JSON Lines in and out: one object per line, errors naming file:line, writes that are never half done."""
+"""JSON Lines in and out (one object per line, errors naming file:line) and JSON out; writes are never half done."""
 from __future__ import annotations
 
 import json
@@ -32,4 +32,13 @@ def write(path: str | Path, rows: list[dict]) -> None:
     with open(tmp, "w", encoding="utf-8", newline="\n") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """One JSON document (a metrics file, a manifest), indented and atomically written like `write`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from vietlegal import jsonl
 from vietlegal.answers import SYSTEMS, read_answers, write_jsonl
 from vietlegal.config import ConfigError, JudgeConfig, load_params
 
@@ -239,8 +240,7 @@ def run(cfg: JudgeConfig, answers_path: Path, metrics_path: Path, verdicts_path:
         judge = Judge(cfg, client or make_client(cfg), cache, backoff_s=backoff_s)
         report, detail = judge_rows(judge, rows)
         report = {"enabled": True, "model": cfg.model, "rubric_version": cfg.rubric_version, **report}
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    metrics_path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    jsonl.write_json(metrics_path, report)
     write_jsonl(verdicts_path, detail)
     return report
 

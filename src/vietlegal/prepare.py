@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 import time
 from collections import Counter, defaultdict
@@ -147,8 +146,7 @@ def run(cfg: PrepareConfig, base: BaseConfig, root: Path = Path("."), metrics_pa
         "lengths": length_report(list(recs.values()), tokenizer, base.max_seq_length),
     }
     if metrics_path:
-        metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        metrics_path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        jsonl.write_json(metrics_path, report)
     if report["rejects"]["share"] > cfg.max_reject_fraction:
         raise ConfigError(_too_many_rejects(rejects, report["rejects"]["share"], cfg, out))
     return report

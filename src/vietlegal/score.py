@@ -8,7 +8,6 @@ written has the layout of metrics/eval.json: {"<field>": {metric: value}, "signa
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -85,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     scored = score_all(predictions, references, args.bleu_tokenize, args.chrf_word_order)
     print(table(args.prediction_field, scored["metrics"], scored["signatures"]))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         report = {args.prediction_field: scored["metrics"], "signatures": scored["signatures"], "predictions": str(args.predictions)}
-        args.out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        jsonl.write_json(args.out, report)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0

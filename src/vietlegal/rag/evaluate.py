@@ -13,10 +13,10 @@ it scores the reference given the prompt, and the prompt is what differs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from vietlegal import jsonl
 from vietlegal.answers import SYSTEMS, DataError, read_answers
 from vietlegal.config import EvaluateConfig, load_params
 from vietlegal.evaluate import check_against_split
@@ -72,6 +72,5 @@ def main(argv: list[str] | None = None) -> int:
     else:
         report = run(params["evaluate"], args.answers, args.answers_rag, args.test)
         print(summary(report), file=sys.stderr)
-    args.metrics.parent.mkdir(parents=True, exist_ok=True)
-    args.metrics.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    jsonl.write_json(args.metrics, report)
     return 0

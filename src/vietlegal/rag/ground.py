@@ -15,7 +15,6 @@ reference answer never leaks into the prompt; the answer is trained on as it is.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -23,12 +22,12 @@ import time
 from pathlib import Path
 
 from vietlegal import jsonl
-from vietlegal.chat import ChatError, check_messages
 from vietlegal.config import RagConfig, load_params
 from vietlegal.rag.context import ground
 from vietlegal.rag.corpus import DataError
 from vietlegal.rag.index import Retriever
 from vietlegal.rag.retrieval import gold_pairs, provision_pair
+from vietlegal.train.dataset import read_conversations
 
 SPLITS = ("train", "val")
 CONTEXT_FILE = "context.json"
@@ -37,22 +36,9 @@ PROMPT_KEYS = ("top_k", "method", "embedding_model", "query_prefix", "dense_min_
                "in_force_on", "max_provision_chars")
 
 
-def read_rows(path: Path) -> list[tuple[int, dict]]:
-    rows = []
-    for number, row in jsonl.read_objects(path, DataError):
-        try:
-            check_messages(row.get("messages"))
-        except ChatError as exc:
-            raise DataError(f"{path}:{number}: {exc}; re-run `vietlegal prepare`") from None
-        if row["messages"][-1]["role"] != "assistant":
-            raise DataError(f"{path}:{number}: the last message must be the assistant's answer; re-run `vietlegal prepare`")
-        rows.append((number, row))
-    return rows
-
-
 def ground_row(retriever: Retriever, row: dict) -> dict:
     """The row with its prompt grounded; the answer (the last message) is kept as it is."""
-    *prompt, answer = check_messages(row["messages"])
+    *prompt, answer = row["messages"]
     g = ground(retriever, prompt)
     return {**row, "messages": g.messages + [answer], "retrieved_provisions": g.provision_ids, "no_hit": g.no_hit}
 
@@ -80,42 +66,39 @@ def context_settings(rag: RagConfig) -> dict:
 
 
 def run(rag: RagConfig, processed: Path, out_dir: Path) -> dict:
+    splits = {name: processed / f"{name}.jsonl" for name in SPLITS}
+    for path in splits.values():
+        if not path.exists():
+            raise DataError(f"{path}: not found; run `vietlegal prepare` (or `dvc repro prepare`) first")
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = context_settings(rag)
-    if not rag.train_with_context:
-        for name in SPLITS:
-            copy_atomically(processed / f"{name}.jsonl", out_dir / f"{name}.jsonl")
-        write_json(out_dir / CONTEXT_FILE, settings)
-        return settings
-    retriever = Retriever.load(rag.index_dir, rag.corpus_dir, rag)
-    report = dict(settings)
-    for name in SPLITS:
-        rows = [ground_row(retriever, row) for _, row in read_rows(processed / f"{name}.jsonl")]
-        jsonl.write(out_dir / f"{name}.jsonl", rows)
-        report[name] = split_report(retriever, rows)
-    write_json(out_dir / CONTEXT_FILE, settings)
+    report = context_settings(rag)
+    if rag.train_with_context:
+        retriever = Retriever.load(rag.index_dir, rag.corpus_dir, rag)
+        for name, path in splits.items():
+            rows = [ground_row(retriever, row) for _, row in read_conversations(path)]
+            jsonl.write(out_dir / path.name, rows)
+            report[name] = split_report(retriever, rows)
+    else:
+        for path in splits.values():
+            copy_atomically(path, out_dir / path.name)
+    jsonl.write_json(out_dir / CONTEXT_FILE, context_settings(rag))
     return report
 
 
 def copy_atomically(src: Path, dst: Path) -> None:
-    if not src.exists():
-        raise DataError(f"{src}: not found; run `vietlegal prepare` (or `dvc repro prepare`) first")
     tmp = dst.with_suffix(dst.suffix + ".tmp")
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
 
 
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
 def summary(report: dict) -> str:
     if not report["with_context"]:
         return "off: splits copied as they are (set rag.train_with_context: true to train with retrieved provisions)"
-    parts = [f"{name} {r['examples']} examples, {r['no_hit']} without a hit, "
-             f"{r['cited_in_context']:.1%} of cited provisions in the context" for name, r in
-             ((n, report[n]) for n in SPLITS)]
+    parts = []
+    for name in SPLITS:
+        r = report[name]
+        parts.append(f"{name} {r['examples']} examples, {r['no_hit']} without a hit, "
+                     f"{r['cited_in_context']:.1%} of cited provisions in the context")
     return f"top-{report['top_k']} {report['method']} provisions; " + "; ".join(parts)
 
 
@@ -129,6 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     rag = load_params(args.params)["rag"]
     t0 = time.perf_counter()
     report = run(rag, args.processed, args.out)
-    write_json(args.metrics, report)
+    jsonl.write_json(args.metrics, report)
     print(f"ground: {summary(report)} in {time.perf_counter() - t0:.1f}s -> {args.out}", file=sys.stderr)
     return 0

@@ -13,10 +13,10 @@ that is not in the corpus (or not in force on rag.in_force_on) is a miss, and co
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from vietlegal import jsonl
 from vietlegal.answers import TestCase, read_test_split, write_jsonl
 from vietlegal.config import RagConfig, load_params
 from vietlegal.metrics.citation import extract, pairs
@@ -112,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     retriever = Retriever.load(cfg.index_dir, cfg.corpus_dir, cfg)
     ks = sorted(set(cfg.recall_k))
     report, detail = run(retriever, read_test_split(args.test), ks)
-    args.metrics.parent.mkdir(parents=True, exist_ok=True)
-    args.metrics.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    jsonl.write_json(args.metrics, report)
     write_jsonl(args.per_question, detail)
     print(summary(report, ks), file=sys.stderr)
     return 0

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-from vietlegal import base_model
+from vietlegal import base_model, jsonl
 from vietlegal.config import BaseConfig, TrainConfig, load_params
 from vietlegal.train import audit, backends, batching, checkpoints, dataset, export, hardware, settings, sft, tracking
 from vietlegal.train.dataset import DataError
@@ -92,7 +91,7 @@ def run(base_cfg: BaseConfig, cfg: TrainConfig, *, data_dir: Path, metrics_path:
         "eval_loss": final_eval.get("eval_loss"),
         "base_eval_loss": logged_at(trainer, "eval_loss", 0),  # step 0: LoRA's B is zero, so this is the base
     }
-    write_json(metrics_path, metrics)
+    jsonl.write_json(metrics_path, metrics)
     live.end()
     log(state, summary(cfg.out_dir, metrics))
     state.wait_for_everyone()
@@ -165,12 +164,6 @@ def logged_at(trainer, key: str, step: int) -> float | None:
     """From the log history, which checkpoints carry over a resume."""
     return next((e[key] for e in trainer.state.log_history if key in e and e.get("step") == step), None)
 
-
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def log(state, message: str) -> None:

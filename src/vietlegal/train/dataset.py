@@ -31,9 +31,9 @@ class Split:
         return len(self.examples)
 
 
-def read_rows(path: Path) -> list[tuple[str, list[dict]]]:
-    """(source, messages) per line of a prepare output file; the source is the raw record's file:line
-    that prepare recorded (what a user fixes), else this file's line."""
+def read_conversations(path: Path) -> list[tuple[str, dict]]:
+    """(source, row) per line of a prepare output file, the row's messages checked and NFC-normalised; the
+    source is the raw record's file:line that prepare recorded (what a user fixes), else this file's line."""
     if not path.exists():
         raise DataError(f"{path}: not found; run the stages before train first: `dvc repro ground` "
                         "(or `vietlegal prepare` then `vietlegal ground`)")
@@ -51,8 +51,13 @@ def read_rows(path: Path) -> list[tuple[str, list[dict]]]:
             raise DataError(f"{where}: {exc}; re-run `vietlegal prepare`") from None
         if messages[-1]["role"] != "assistant":
             raise DataError(f"{where}: the last message must be the assistant's answer; re-run `vietlegal prepare`")
-        rows.append((str(row.get("source") or where), messages))
+        rows.append((str(row.get("source") or where), {**row, "messages": messages}))
     return rows
+
+
+def read_rows(path: Path) -> list[tuple[str, list[dict]]]:
+    """(source, messages) per line: what training encodes."""
+    return [(source, row["messages"]) for source, row in read_conversations(path)]
 
 
 def encode_split(name: str, path: Path, tokenizer, max_length: int, drop_truncated: bool) -> Split:
