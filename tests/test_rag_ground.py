@@ -15,8 +15,7 @@ from vietlegal.rag import generate as generate_rag
 from vietlegal.rag import ground
 from vietlegal.rag import index as rag_index
 from vietlegal.rag.context import HEADER
-from vietlegal.rag.corpus import load_corpus
-from vietlegal.train import dataset
+from vietlegal.rag.corpus import DataError, load_corpus
 
 
 @pytest.fixture
@@ -108,7 +107,7 @@ def test_a_bad_row_names_its_file_and_line(rag_cfg, processed_dir, tmp_path):
     lines = (processed_dir / "train.jsonl").read_text(encoding="utf-8").splitlines()
     lines[2] = json.dumps({"id": "bad", "messages": [{"role": "user", "content": "Câu hỏi?"}]})
     (processed_dir / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(dataset.DataError, match=r"train\.jsonl:3: the last message must be the assistant's answer"):
+    with pytest.raises(DataError, match=r"train\.jsonl:3: the last message must be the assistant's answer"):
         ground.run(rag_cfg, processed_dir, tmp_path / "training")
 
 

@@ -15,13 +15,10 @@ from pathlib import Path
 
 from vietlegal import jsonl
 from vietlegal.chat import ChatError, check_messages
+from vietlegal.errors import DataError
 
 SYSTEMS = ("base", "tuned")
 ANSWER_FIELDS = ("id", "question", "reference", *SYSTEMS)
-
-
-class DataError(ValueError):
-    pass
 
 
 @dataclass

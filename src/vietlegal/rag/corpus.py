@@ -23,16 +23,13 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from vietlegal.errors import DataError
 from vietlegal.text import nfc
 
 ARTICLE_NUMBER = re.compile(r"\d+[a-zđ]?")
 # Instruments cited by their number rather than by name and year: "Nghị định 168/2024/NĐ-CP".
 NUMBERED_KINDS = ("nghị định", "thông tư", "nghị quyết", "quyết định")
 MAX_REPORTED = 20
-
-
-class DataError(ValueError):
-    """A corpus or index that cannot be used; the message says which file and line, and what to do."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from vietlegal import jsonl
 from vietlegal.config import RagConfig, load_params
 from vietlegal.rag.context import ground
-from vietlegal.rag.corpus import DataError
+from vietlegal.errors import DataError
 from vietlegal.rag.index import Retriever
 from vietlegal.rag.retrieval import gold_pairs, provision_pair
 from vietlegal.train.dataset import read_conversations

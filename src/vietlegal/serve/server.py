@@ -7,6 +7,7 @@ import litserve as ls
 from litserve.loops import BatchedStreamingLoop
 
 from vietlegal.config import ConfigError, ServeConfig
+from vietlegal.errors import HardwareError
 from vietlegal.serve import errors
 from vietlegal.serve.api import ChatAPI, HFChatAPI
 from vietlegal.serve.limits import BodyLimit
@@ -16,10 +17,6 @@ from vietlegal.serve.validation import Validator
 
 MODEL_ALIAS = "vietlegal"  # accepted besides the versioned id: "whatever version this server runs"
 BACKENDS = ("hf", "vllm")
-
-
-class HardwareError(RuntimeError):
-    pass
 
 
 def build(info: ModelInfo, cfg: ServeConfig, api_key: str | None, system_prompt: str | None,

@@ -13,10 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vietlegal.chat import IGNORE_INDEX, ChatError, Example, check_messages, encode_example
-
-
-class DataError(ValueError):
-    """Training data that cannot be used; the message names the file:line and what to do."""
+from vietlegal.errors import DataError
 
 
 @dataclass

@@ -10,10 +10,7 @@ import resource
 from dataclasses import asdict, dataclass
 
 from vietlegal.config import BaseConfig, TrainConfig
-
-
-class HardwareError(RuntimeError):
-    """The hardware cannot run what params.yaml asks for; the message says what to change."""
+from vietlegal.errors import HardwareError
 
 
 @dataclass
