@@ -126,8 +126,9 @@ class SeaweedS3:
     def create_bucket(self, name: str) -> None:
         self.client().create_bucket(Bucket=name)
 
-    def objects(self, bucket: str, prefix: str = "") -> list[str]:
-        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    def objects(self, bucket: str, prefix: str = "", client=None) -> list[str]:
+        """Keys under `prefix`; pass a `client` to reuse one (making one costs ~0.3 s of CPU)."""
+        pages = (client or self.client()).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
 
     def kill(self) -> None:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 import unicodedata
@@ -77,8 +78,8 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
-def remote_keys(s3: SeaweedS3) -> list[str]:
-    return s3.objects(BUCKET, f"{PREFIX}/files/md5/")
+def remote_keys(s3: SeaweedS3, client=None) -> list[str]:
+    return s3.objects(BUCKET, f"{PREFIX}/files/md5/", client)
 
 
 def key_md5(key: str) -> str:
@@ -231,18 +232,34 @@ def test_fault_gives_a_clear_message_and_leaves_everything_as_it_was(fault, s3, 
 
 # -- interrupted transfers -----------------------------------------------------------------------------------
 
-def kill_when(s3: SeaweedS3, done, proc: subprocess.Popen, timeout: float = 60) -> None:
-    """Kill the server once `done()` holds while `proc` is still transferring."""
+def signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:  # it has exited already; the caller's checks say so
+        pass
+
+
+def kill_when(s3: SeaweedS3, started, unfinished, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Kill the server once `started()` holds, with `proc` frozen (SIGSTOP) from that check to the kill.
+
+    Unfrozen, a check slowed down by a busy 2-core box let a whole push finish before the kill (seen in CI);
+    `unfinished()`, asked while `proc` is frozen, proves the transfer really is cut short."""
     deadline = time.monotonic() + timeout
-    while not done():
+    while not started():
         assert proc.poll() is None, "the transfer finished before the server could be stopped: add files"
         assert time.monotonic() < deadline, "the transfer never got going"
         time.sleep(0.05)
-    s3.kill()
+    signal_group(proc, signal.SIGSTOP)
+    try:
+        assert proc.poll() is None and unfinished(), "the transfer finished before the server could be stopped: add files"
+        s3.kill()
+    finally:
+        signal_group(proc, signal.SIGCONT)
 
 
 def start(project: Project, *args: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=project.path, env={**project.env, **env}, text=True,
+    """`args` in a process group of its own, so that freezing it freezes every thread and child it has."""
+    return subprocess.Popen(args, cwd=project.path, env={**project.env, **env}, text=True, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -260,10 +277,13 @@ def test_server_killed_mid_push_then_the_rerun_uploads_only_what_is_missing(own_
     workstation.commit("track an archive")
     before = tree_digest(workstation.path)
 
+    client = own_s3.client()  # one, made before the push: a new one per check costs the CPU the push needs
     push = start(workstation, "dvc", "push", "-j", str(JOBS), **FAIL_FAST)
-    kill_when(own_s3, lambda: len(remote_keys(own_s3)) >= 10, push)
+    # Fewer than 201 - JOBS stored while the push is frozen: at least one upload cannot have happened.
+    kill_when(own_s3, lambda: len(remote_keys(own_s3, client)) >= 10,
+              lambda: len(remote_keys(own_s3, client)) < 201 - JOBS, push)
     out = push.communicate(timeout=300)[0]
-    assert push.returncode != 0
+    assert push.returncode != 0, out
     failed = count(r"failed to push data to the cloud - (\d+) files? failed to upload", out)
     assert "Could not connect to the endpoint URL" in out
     assert tree_digest(workstation.path) == before, "a failed push changed the workspace"
@@ -299,9 +319,10 @@ def test_server_killed_mid_pull_leaves_no_half_written_file_and_the_rerun_comple
     droplet.use_server(own_s3.endpoint, ACCESS_KEY, SECRET_KEY)
     cache = droplet.path / ".dvc" / "cache"
     pull = start(droplet, "dvc", "pull", "-j", "2", "data/raw/archive", **FAIL_FAST)
-    kill_when(own_s3, lambda: sum(1 for p in cache.rglob("*") if p.is_file()) >= 10, pull)
+    cached = lambda: sum(1 for p in cache.rglob("*") if p.is_file())  # noqa: E731
+    kill_when(own_s3, lambda: cached() >= 10, lambda: cached() < 201, pull)  # 200 files + the .dir listing
     out = pull.communicate(timeout=300)[0]
-    assert pull.returncode != 0
+    assert pull.returncode != 0, out
     assert re.search(r"failed to pull data from the cloud|files? failed to download", out), out
 
     # Whatever reached the workspace is whole; a file either is there with its right bytes or is not there.
