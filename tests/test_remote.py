@@ -318,8 +318,11 @@ def test_server_killed_mid_pull_leaves_no_half_written_file_and_the_rerun_comple
     droplet = workstation.clone(tmp_path / "droplet")
     droplet.use_server(own_s3.endpoint, ACCESS_KEY, SECRET_KEY)
     cache = droplet.path / ".dvc" / "cache"
+
+    def cached() -> int:
+        return sum(1 for p in cache.rglob("*") if p.is_file())
+
     pull = start(droplet, "dvc", "pull", "-j", "2", "data/raw/archive", **FAIL_FAST)
-    cached = lambda: sum(1 for p in cache.rglob("*") if p.is_file())  # noqa: E731
     kill_when(own_s3, lambda: cached() >= 10, lambda: cached() < 201, pull)  # 200 files + the .dir listing
     out = pull.communicate(timeout=300)[0]
     assert pull.returncode != 0, out
