@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from vietlegal import jsonl
 from vietlegal.config import ConfigError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report = {"base_url": args.base_url, "max_tokens": args.max_tokens, "requests_per_level": args.requests,
               "levels": [asdict(lv) for lv in levels]}
-    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    jsonl.write_json(out / "bench.json", report)
     plot(levels, out / "bench.png")
     print(f"wrote {out / 'bench.json'} and {out / 'bench.png'}")
     return 0 if all(lv.errors == 0 for lv in levels) else 1

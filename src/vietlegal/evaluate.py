@@ -83,8 +83,7 @@ def run(cfg: EvaluateConfig, answers_path: Path, test_path: Path, perplexity_pat
     report["signatures"] = scored["tuned"]["signatures"]
     jsonl.write_json(metrics_path, report)
     write_jsonl(predictions_path, prediction_rows(answers, scored, ppl))
-    plot_path.parent.mkdir(parents=True, exist_ok=True)
-    plot_path.write_text(json.dumps(plot_rows(report), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    jsonl.write_json(plot_path, plot_rows(report))
     return report
 
 

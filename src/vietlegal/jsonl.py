@@ -35,7 +35,7 @@ def write(path: str | Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def write_json(path: str | Path, data: dict) -> None:
+def write_json(path: str | Path, data: dict | list) -> None:
     """One JSON document (a metrics file, a manifest), indented and atomically written like `write`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,10 +8,10 @@ reruns only `evaluate`, which merges this file into metrics/eval.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from vietlegal import jsonl
 from vietlegal.answers import read_test_split
 from vietlegal.config import load_params
 from vietlegal.metrics.perplexity import perplexity
@@ -37,8 +37,7 @@ def run(test_path: Path, adapter_dir: Path, out_path: Path, max_length: int, bat
             c.id: {"base": b, "tuned": t} for c, b, t in zip(cases, base.per_example, tuned.per_example)
         },
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    jsonl.write_json(out_path, report)
     return report
 
 
