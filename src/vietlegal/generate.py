@@ -70,15 +70,19 @@ def rows_for(cases: list[TestCase], completions: dict[str, list[generation.Compl
     return rows
 
 
-def run(cfg: GenerateConfig, test_path: Path, adapter_dir: Path, out_path: Path) -> list[dict]:
+def answer_cases(cfg: GenerateConfig, cases: list[TestCase], adapter_dir: Path) -> list[dict]:
+    """Base and tuned answers, a row per case: the one path `generate` and `generate_rag` share."""
     from vietlegal.adapter import load_for_inference
 
-    cases = read_test_split(test_path, cfg.limit)
     device, dtype = device_and_dtype()
     model, tokenizer, _settings = load_for_inference(adapter_dir, device, dtype)
     context = generation.context_length(model)
     check_params(cfg, context)
-    rows = rows_for(cases, answer_both(model, tokenizer, requests_for(cases, tokenizer, cfg, context), cfg.batch_size))
+    return rows_for(cases, answer_both(model, tokenizer, requests_for(cases, tokenizer, cfg, context), cfg.batch_size))
+
+
+def run(cfg: GenerateConfig, test_path: Path, adapter_dir: Path, out_path: Path) -> list[dict]:
+    rows = answer_cases(cfg, read_test_split(test_path, cfg.limit), adapter_dir)
     write_jsonl(out_path, rows)
     return rows
 

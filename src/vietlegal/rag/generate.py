@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from vietlegal import generate, generation
+from vietlegal import generate
 from vietlegal.answers import TestCase, read_test_split, write_jsonl
 from vietlegal.config import GenerateConfig, RagConfig, load_params
 from vietlegal.rag.context import Grounded, ground
@@ -33,16 +33,9 @@ def grounded_cases(cases: list[TestCase], retriever: Retriever) -> tuple[list[Te
 
 
 def run(gen: GenerateConfig, rag: RagConfig, test_path: Path, adapter_dir: Path, out_path: Path) -> list[dict]:
-    from vietlegal.adapter import load_for_inference
-
     retriever = Retriever.load(rag.index_dir, rag.corpus_dir, rag)
     cases, grounded = grounded_cases(read_test_split(test_path, gen.limit), retriever)
-    device, dtype = generate.device_and_dtype()
-    model, tokenizer, _settings = load_for_inference(adapter_dir, device, dtype)
-    context = generation.context_length(model)
-    generate.check_params(gen, context)
-    requests = generate.requests_for(cases, tokenizer, gen, context)
-    rows = generate.rows_for(cases, generate.answer_both(model, tokenizer, requests, gen.batch_size))
+    rows = generate.answer_cases(gen, cases, adapter_dir)
     for row, g in zip(rows, grounded):
         row["retrieved_provisions"], row["no_hit"] = g.provision_ids, g.no_hit
     write_jsonl(out_path, rows)
