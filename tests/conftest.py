@@ -42,7 +42,7 @@ def conversations() -> list[list[dict]]:
 @pytest.fixture(scope="session")
 def tiny_base():
     """(directory, revision) of the real tiny Llama-3.1-architecture model, built once."""
-    from vietlegal import tiny
+    from vietlegal.model import tiny
 
     return tiny.ensure_built()
 
@@ -74,8 +74,8 @@ def tiny_adapter(tmp_path_factory, tiny_base) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from vietlegal.adapter import SETTINGS_FILE
-    from vietlegal.config import TINY_MODEL_ID
+    from vietlegal.model.adapter import SETTINGS_FILE
+    from vietlegal.params import TINY_MODEL_ID
 
     out = tmp_path_factory.mktemp("adapter")
     path, revision = tiny_base

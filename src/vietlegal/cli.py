@@ -1,40 +1,55 @@
-"""`vietlegal <command>`: one entry point for every stage; dvc.yaml calls these.
+"""`vietlegal <command>`: one entry point; dvc.yaml calls the stages through it.
 
-Commands are imported lazily so `vietlegal serve` never imports training code (and a CPU machine
-never imports unsloth or vllm).
+By convention, not by a table: `vietlegal <name>` runs `vietlegal.stages.<name>` (a dvc.yaml stage) or else
+`vietlegal.commands.<name>` (a tool around the pipeline), with `-` read as `_` (`generate-rag`). Its help line
+is the first line of that module's docstring. Modules are imported only when run, so `vietlegal serve` never
+imports training code (and a CPU machine never imports unsloth or vllm).
+
+Errors a user can fix (`vietlegal.errors.UserError`) are printed as one line, exit 2; anything else is a bug
+and keeps its traceback.
 """
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
+import pkgutil
 import sys
+from pathlib import Path
 
-COMMANDS = {
-    "prepare": ("vietlegal.prepare", "split raw Q&A files into clean chat-format train/val/test"),
-    "train": ("vietlegal.train", "LoRA fine-tuning (Unsloth on a GPU, TRL + PEFT anywhere)"),
-    "generate": ("vietlegal.generate", "answer the test split with the base model and the adapter"),
-    "perplexity": ("vietlegal.perplexity", "token-weighted perplexity of the test answers, base and adapter"),
-    "evaluate": ("vietlegal.evaluate", "score generated answers: ROUGE, BLEU, chrF++, perplexity, citations"),
-    "score": ("vietlegal.score", "score any predictions JSONL with the evaluation metrics"),
-    "judge": ("vietlegal.judge", "LLM-as-judge over generated answers (off unless configured)"),
-    "serve": ("vietlegal.serve", "OpenAI-compatible API on LitServe"),
-    "bench": ("vietlegal.bench", "latency/throughput benchmark against a running server"),
-    "remote": ("vietlegal.remote", "check the DVC remote (Spaces): endpoint, credentials, bucket"),
-    "summary": ("vietlegal.summary", "print the headline metrics of the last run, readable in a terminal"),
-    "tiny": ("vietlegal.tiny_cli", "build the embedded tiny Llama model and print where it is"),
-    "index": ("vietlegal.rag.index", "build the retrieval index (BM25 + dense) over the provision corpus"),
-    "retrieval": ("vietlegal.rag.retrieval", "retrieval recall@k on the test split (gold: cited provisions)"),
-    "ground": ("vietlegal.rag.ground", "the training splits, grounded with retrieved provisions if rag.train_with_context"),
-    "generate-rag": ("vietlegal.rag.generate", "answer the test split with retrieved provisions in the prompt"),
-    "evaluate-rag": ("vietlegal.rag.evaluate", "citation F1, ROUGE, BLEU with and without retrieval, side by side"),
-}
+from vietlegal.errors import UserError
 
-# Errors a user can fix: printed as one clear line, no traceback.
-USER_ERRORS = ("ConfigError", "BaseModelError", "AdapterError", "ChatError", "DataError", "PredictionsError", "HardwareError")
+PACKAGES = ("vietlegal.stages", "vietlegal.commands")
+
+
+def module_for(name: str) -> str | None:
+    """The module that `vietlegal <name>` runs, or None."""
+    module = name.replace("-", "_")
+    if not module.isidentifier():
+        return None
+    for package in PACKAGES:
+        if importlib.util.find_spec(f"{package}.{module}") is not None:
+            return f"{package}.{module}"
+    return None
+
+
+def commands() -> dict[str, tuple[str, str]]:
+    """name -> (module, help line) of every stage and command, read from the sources without importing them."""
+    found = {}
+    for package in PACKAGES:
+        path = importlib.util.find_spec(package).submodule_search_locations
+        for info in sorted(pkgutil.iter_modules(path), key=lambda i: i.name):
+            module = f"{package}.{info.name}"
+            source = Path(importlib.util.find_spec(module).origin).read_text(encoding="utf-8")
+            doc = ast.get_docstring(ast.parse(source)) or ""
+            found[info.name.replace("_", "-")] = (module, doc.strip().splitlines()[0].rstrip(".") if doc else "")
+    return found
 
 
 def usage() -> str:
-    width = max(map(len, COMMANDS))
-    rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())
+    table = commands()
+    width = max(map(len, table))
+    rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in table.items())
     return f"usage: vietlegal <command> [options]\n\ncommands:\n{rows}\n\n`vietlegal <command> --help` for options."
 
 
@@ -44,17 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
+    module_name = module_for(name)
+    if module_name is None:
         print(f"vietlegal: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
+    module = importlib.import_module(module_name)
     try:
         return module.main(rest) or 0
-    except Exception as exc:  # noqa: BLE001 - user errors get one line, bugs keep their traceback
-        if type(exc).__name__ in USER_ERRORS:
-            print(f"vietlegal {name}: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except UserError as exc:
+        print(f"vietlegal {name}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Iterator
 
 
-def read_objects(path: Path, error: type[Exception]) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for every non-blank line; `error` names file:line for anything else."""
+def read_objects(path: Path, error: type[Exception], missing: str | None = None) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for every non-blank line; `error` names file:line for anything else.
+    `missing` says what to run when the file does not exist."""
     if not path.exists():
-        raise error(f"{path}: not found; run the stage that writes it (`dvc repro`)")
+        raise error(f"{path}: not found; {missing or 'run the stage that writes it (`dvc repro`)'}")
     with open(path, encoding="utf-8-sig") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():

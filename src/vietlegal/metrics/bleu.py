@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sacrebleu.metrics import BLEU, CHRF
 
-from vietlegal.config import ConfigError
+from vietlegal.errors import ConfigError
 from vietlegal.text import nfc
 
 # These download a SentencePiece model at first use; nothing may reach the network here.

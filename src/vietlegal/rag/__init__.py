@@ -1,11 +1,2 @@
-"""Grounded answers: retrieve the provisions a question needs and put them in the prompt (RAG).
-
-    corpus.py     data/corpus/*.jsonl -> validated provisions; the in-force filter
-    bm25.py       offline lexical retrieval over Vietnamese syllables
-    dense.py      sentence-transformers embeddings + FAISS (imported lazily)
-    fusion.py     reciprocal rank fusion
-    index.py      stage `index` -> models/index/; `Retriever.load` for everything that retrieves
-    context.py    THE template that puts the retrieved provisions into the system message
-    retrieval.py  stage `retrieval`: recall@k on the test split
-See docs/rag.md.
-"""
+"""Retrieval: the provision corpus, BM25 and dense indexes, fusion, the retriever, and the one template that puts
+retrieved provisions into a prompt (context.py). See docs/rag.md."""

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vietlegal.chat import check_messages, with_system
-from vietlegal.rag.index import Hit, Retriever
+from vietlegal.model.chat import check_messages, with_system
+from vietlegal.rag.retriever import Hit, Retriever
 
 HEADER = (
     "Căn cứ pháp lý tham khảo (các điều luật đang có hiệu lực liên quan đến câu hỏi; "

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vietlegal.config import ConfigError
+from vietlegal.errors import ConfigError
 
 FILE = "dense.faiss"
 HNSW_M = 32  # graph degree: FAISS's usual default; memory grows with it

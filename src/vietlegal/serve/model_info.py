@@ -2,21 +2,23 @@
 
 The tokenizer (to build and count prompts), the context window (to refuse what cannot fit),
 the base it was trained on and the adapter version. All of it comes from the adapter directory
-and its `vietlegal.json`, so a machine that only pulled the adapter can serve it.
+and its manifest, so a machine that only pulled the adapter can serve it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from vietlegal import adapter, base_model
+from vietlegal.errors import BaseModelError
+from vietlegal.model import adapter
+from vietlegal.model import base as base_model
 from vietlegal.serve.version import AdapterVersion, adapter_version
 
 
 @dataclass
 class ModelInfo:
     adapter_dir: Path
-    settings: dict
+    manifest: adapter.AdapterManifest
     base: base_model.ResolvedBase
     tokenizer: object
     context: int
@@ -25,12 +27,10 @@ class ModelInfo:
 
 def load(adapter_dir: str | Path) -> ModelInfo:
     adapter_dir = Path(adapter_dir)
-    settings = adapter.read_settings(adapter_dir)
-    if not isinstance(settings.get("base"), dict) or not settings["base"].get("model"):
-        raise adapter.AdapterError(f"{adapter_dir / adapter.SETTINGS_FILE}: missing base.model; retrain or fix the file")
-    base = base_model.resolve(settings["base"]["model"], settings["base"].get("revision"))
+    manifest = adapter.read_manifest(adapter_dir)
+    base = base_model.resolve(manifest.base_model, manifest.base_revision)
     tokenizer = adapter.load_tokenizer(adapter_dir, base.model_id)
-    return ModelInfo(adapter_dir, settings, base, tokenizer, context_length(base), adapter_version(adapter_dir))
+    return ModelInfo(adapter_dir, manifest, base, tokenizer, context_length(base), adapter_version(adapter_dir))
 
 
 def context_length(base: base_model.ResolvedBase) -> int:
@@ -39,5 +39,5 @@ def context_length(base: base_model.ResolvedBase) -> int:
     try:
         config = AutoConfig.from_pretrained(base.path, **base.hub_kwargs())
     except OSError as exc:
-        raise base_model.BaseModelError(f"could not read the config of base model {base.model_id!r}: {exc}") from exc
+        raise BaseModelError(f"could not read the config of base model {base.model_id!r}: {exc}") from exc
     return int(getattr(config, "max_position_embeddings", 0) or 2048)

@@ -6,22 +6,22 @@ import multiprocessing as mp
 import litserve as ls
 from litserve.loops import BatchedStreamingLoop
 
-from vietlegal.config import ConfigError, ServeConfig
-from vietlegal.errors import HardwareError
-from vietlegal.serve import errors
-from vietlegal.serve.api import ChatAPI, HFChatAPI
+from vietlegal.errors import ConfigError, HardwareError
+from vietlegal.params import SERVE_BACKENDS, ServeConfig
+from vietlegal.serve import protocol
+from vietlegal.serve.hf_worker import HFChatAPI
 from vietlegal.serve.limits import BodyLimit
 from vietlegal.serve.model_info import ModelInfo
-from vietlegal.serve.spec import ChatSpec
-from vietlegal.serve.validation import Validator
+from vietlegal.serve.parsing import Validator
+from vietlegal.serve.routes import ChatSpec
+from vietlegal.serve.worker import ChatAPI
 
 MODEL_ALIAS = "vietlegal"  # accepted besides the versioned id: "whatever version this server runs"
-BACKENDS = ("hf", "vllm")
 
 
 def build(info: ModelInfo, cfg: ServeConfig, api_key: str | None, system_prompt: str | None,
           grounder=None) -> ls.LitServer:
-    """`grounder`: vietlegal.rag.serving's retrieval step (None: answer closed-book)."""
+    """`grounder`: vietlegal.serve.grounding's retrieval step (None: answer closed-book)."""
     validator = Validator(info.tokenizer, info.context, cfg.max_new_tokens, (info.version.model_id, MODEL_ALIAS),
                           system_prompt, grounder)
     cancel_queue = mp.get_context("spawn").Queue()  # HTTP process -> worker: ids of requests whose client left
@@ -37,7 +37,7 @@ def build(info: ModelInfo, cfg: ServeConfig, api_key: str | None, system_prompt:
         model_metadata={"model": info.version.model_id, "base": info.base.model_id,
                         "adapter_version": info.version.hash, "version_source": info.version.source},
     )
-    errors.install(server.app)
+    protocol.install(server.app)
     return server
 
 
@@ -53,13 +53,13 @@ def make_api(cfg: ServeConfig, adapter_dir: str, api_key: str | None, cancel_que
         if not cuda_available():
             raise HardwareError("serve.backend vllm needs a CUDA GPU (and `pip install vllm`); on this machine use "
                                 "serve.backend: hf")
-        from vietlegal.serve.vllm_backend import VLLMChatAPI
+        from vietlegal.serve.vllm_worker import VLLMChatAPI
 
         # LitServe cannot batch async APIs; vLLM batches continuously itself.
         api = VLLMChatAPI(adapter_dir, api_key, cancel_queue, max_batch_size=1, enable_async=True, spec=spec,
                           max_num_seqs=cfg.max_batch_size)
         return api, "cuda"
-    raise ConfigError(f"params.yaml: serve.backend {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
+    raise ConfigError(f"params.yaml: serve.backend {cfg.backend!r} is not one of {', '.join(SERVE_BACKENDS)}")
 
 
 def cuda_available() -> bool:

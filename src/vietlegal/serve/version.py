@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from vietlegal.adapter import content_hash
+from vietlegal.model.adapter import content_hash
 
 MODEL_PREFIX = "vietlegal-"
 

@@ -6,8 +6,9 @@ does not end on a supervised `<|eot_id|>`.
 """
 from __future__ import annotations
 
-from vietlegal.chat import END_OF_TURN, IGNORE_INDEX, Example
-from vietlegal.train.dataset import DataError, Split
+from vietlegal.model.chat import END_OF_TURN, IGNORE_INDEX, Example
+from vietlegal.errors import DataError
+from vietlegal.train.dataset import Split
 
 
 def last_supervised(example: Example) -> int | None:
@@ -23,7 +24,7 @@ def label_audit(split: Split, tokenizer) -> dict:
     if pad is None or pad == eos or pad == eot:
         raise DataError(
             f"tokenizer pad token {tokenizer.pad_token!r} is the end-of-turn/EOS token: padding would be masked "
-            "together with the real end of each answer; use base_model.load_tokenizer (it sets <|finetune_right_pad_id|>)"
+            "together with the real end of each answer; use vietlegal.model.base.load_tokenizer (it sets <|finetune_right_pad_id|>)"
         )
     broken = [src for ex, src in zip(split.examples, split.sources) if not ex.truncated and last_supervised(ex) != eot]
     if broken:

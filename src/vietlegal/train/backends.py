@@ -13,10 +13,11 @@ from __future__ import annotations
 import importlib.util
 from typing import Protocol
 
-from vietlegal.config import ConfigError, TrainConfig
-from vietlegal.train.hardware import Hardware, HardwareError
+from vietlegal.errors import ConfigError, HardwareError
+from vietlegal.params import TRAIN_BACKENDS, TrainConfig
+from vietlegal.train.hardware import Hardware
 
-CHOICES = ("auto", "unsloth", "trl")
+CHOICES = TRAIN_BACKENDS
 
 
 class Backend(Protocol):
@@ -65,15 +66,7 @@ def get(name: str) -> Backend:
 
 
 def lora_settings(cfg: TrainConfig) -> dict:
-    """LoRA settings both backends share. No `modules_to_save` and no embedding targets: vLLM's LoRA
-    loader rejects both, and the vocabulary is never resized."""
-    forbidden = sorted({"lm_head", "embed_tokens"} & set(cfg.target_modules))
-    if forbidden:
-        raise ConfigError(
-            f"params.yaml: train.target_modules must not include {forbidden}: vLLM cannot serve adapters that "
-            "train the embeddings or lm_head; keep the attention and MLP projections"
-        )
-    if not cfg.target_modules:
-        raise ConfigError("params.yaml: train.target_modules is empty; list the projections LoRA adapts (q_proj, ...)")
+    """LoRA settings both backends share. No `modules_to_save` and no embedding targets (TrainConfig refuses
+    them): vLLM's LoRA loader rejects both, and the vocabulary is never resized."""
     return {"r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout,
             "target_modules": list(cfg.target_modules), "bias": "none"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vietlegal.chat import IGNORE_INDEX
+from vietlegal.model.chat import IGNORE_INDEX
 
 POOL_BATCHES = 64
 

@@ -17,7 +17,7 @@ import re
 import shutil
 from pathlib import Path
 
-from vietlegal.config import BaseConfig, TrainConfig
+from vietlegal.params import BaseConfig, TrainConfig
 
 STATE_FILE = "trainer_state.json"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")

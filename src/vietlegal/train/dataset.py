@@ -1,4 +1,4 @@
-"""The processed splits as training examples: ids and labels through `chat.encode_example`.
+"""The training splits as training examples: ids and labels through `chat.encode_example`.
 
 The labels come from the one chat-template path the server also uses, so loss falls only on the
 assistant's tokens and on its closing `<|eot_id|>`. A conversation longer than
@@ -7,13 +7,12 @@ and `train.drop_truncated` drops it instead of keeping it silently.
 """
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vietlegal.chat import IGNORE_INDEX, ChatError, Example, check_messages, encode_example
-from vietlegal.errors import DataError
+from vietlegal.data.splits import read_split
+from vietlegal.model.chat import IGNORE_INDEX, Example, encode_example
 
 
 @dataclass
@@ -28,33 +27,12 @@ class Split:
         return len(self.examples)
 
 
-def read_conversations(path: Path) -> list[tuple[str, dict]]:
-    """(source, row) per line of a prepare output file, the row's messages checked and NFC-normalised; the
-    source is the raw record's file:line that prepare recorded (what a user fixes), else this file's line."""
-    if not path.exists():
-        raise DataError(f"{path}: not found; run the stages before train first: `dvc repro ground` "
-                        "(or `vietlegal prepare` then `vietlegal ground`)")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-            messages = check_messages(row["messages"])
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DataError(f"{where}: not a prepare output row ({exc}); re-run `vietlegal prepare`") from None
-        except ChatError as exc:
-            raise DataError(f"{where}: {exc}; re-run `vietlegal prepare`") from None
-        if messages[-1]["role"] != "assistant":
-            raise DataError(f"{where}: the last message must be the assistant's answer; re-run `vietlegal prepare`")
-        rows.append((str(row.get("source") or where), {**row, "messages": messages}))
-    return rows
+MISSING = "run the stages before train first: `dvc repro ground` (or `vietlegal prepare` then `vietlegal ground`)"
 
 
 def read_rows(path: Path) -> list[tuple[str, list[dict]]]:
-    """(source, messages) per line: what training encodes."""
-    return [(source, row["messages"]) for source, row in read_conversations(path)]
+    """(source, messages) per line of a training split: what training encodes."""
+    return [(c.source, c.messages) for c in read_split(path, missing=MISSING)]
 
 
 def encode_split(name: str, path: Path, tokenizer, max_length: int, drop_truncated: bool) -> Split:

@@ -1,4 +1,4 @@
-"""Write the adapter directory atomically (see vietlegal.adapter for its layout).
+"""Write the adapter directory atomically (see vietlegal.model.adapter for its layout).
 
 Everything goes to a temporary sibling first and is renamed into place at the end, so a crash at
 any point leaves either the previous adapter or none, never a half-written one that `serve` or
@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from vietlegal.adapter import SETTINGS_FILE
+from vietlegal.model.adapter import AdapterManifest
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # A pickle of TrainingArguments (vietlegal.json holds the settings) and PEFT's model-card template, which
@@ -34,7 +34,7 @@ def save_weights(trainer, out_dir: Path) -> Path:
     return staging
 
 
-def finish(staging: Path, out_dir: Path, tokenizer, settings: dict, base_model_id: str, revision: str | None) -> None:
+def finish(staging: Path, out_dir: Path, tokenizer, manifest: AdapterManifest) -> None:
     """Main process only: tokenizer, settings, checks, then the rename."""
     for name in NOT_SHIPPED:
         (staging / name).unlink(missing_ok=True)
@@ -43,10 +43,10 @@ def finish(staging: Path, out_dir: Path, tokenizer, settings: dict, base_model_i
     config = json.loads(config_path.read_text(encoding="utf-8"))
     check_servable(config, staging)
     # The local cache path PEFT recorded means nothing on another machine; name the base instead.
-    config["base_model_name_or_path"] = base_model_id
-    config["revision"] = revision
+    config["base_model_name_or_path"] = manifest.base_model
+    config["revision"] = manifest.base_revision
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (staging / SETTINGS_FILE).write_text(json.dumps(settings, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    manifest.write(staging)
     replace_dir(staging, out_dir)
 
 

@@ -9,7 +9,7 @@ import os
 import resource
 from dataclasses import asdict, dataclass
 
-from vietlegal.config import BaseConfig, TrainConfig
+from vietlegal.params import BaseConfig, TrainConfig
 from vietlegal.errors import HardwareError
 
 

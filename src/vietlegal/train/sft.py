@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vietlegal.config import BaseConfig, TrainConfig
+from vietlegal.params import BaseConfig, TrainConfig
 from vietlegal.train.batching import LengthGroupedBatches
 
 KEEP_CHECKPOINTS = 2  # the latest to resume from, and the one before in case the latest is being written

@@ -1,8 +1,8 @@
 """transformers + PEFT: runs anywhere (CPU, one GPU, several through accelerate)."""
 from __future__ import annotations
 
-from vietlegal.base_model import BaseModelError
-from vietlegal.config import TrainConfig
+from vietlegal.errors import BaseModelError
+from vietlegal.params import TrainConfig
 from vietlegal.train.backends import lora_settings
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}

@@ -5,8 +5,8 @@ Unsloth argument mapping is in two pure functions so it can be checked without a
 """
 from __future__ import annotations
 
-from vietlegal.base_model import BaseModelError
-from vietlegal.config import TrainConfig
+from vietlegal.errors import BaseModelError
+from vietlegal.params import TrainConfig
 from vietlegal.train.backends import lora_settings
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -28,7 +28,7 @@ class UnslothBackend:
                 f"could not load the weights of {base.model_id!r} (revision {base.revision}): "
                 f"{str(exc).splitlines()[0] if str(exc) else exc!r}"
             ) from exc
-        # Unsloth's own tokenizer is discarded: training, evaluation and serving share base_model.load_tokenizer's
+        # Unsloth's own tokenizer is discarded: training, evaluation and serving share vietlegal.model.base.load_tokenizer's
         return FastLanguageModel.get_peft_model(model, **peft_kwargs(cfg, seed))
 
     def trainer_overrides(self, cfg: TrainConfig) -> dict:

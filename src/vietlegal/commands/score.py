@@ -1,0 +1,87 @@
+"""Score any predictions JSONL with the evaluation metrics: `vietlegal score --predictions FILE [--out FILE.json]`.
+
+Each line is an object with string fields `prediction` and `reference` (say, another system's answers),
+or with `--references FILE`, predictions and references come from two files, line by line. The JSON
+written has the layout of metrics/eval.json: {"<field>": {metric: value}, "signatures": {...}}, so
+`--prediction-field tuned` on data/generated/answers.jsonl gives the same numbers as the `tuned` block.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vietlegal import jsonl
+from vietlegal.errors import PredictionsError
+from vietlegal.metrics.scoring import METRIC_NAMES, score_all
+from vietlegal.params import EvaluateConfig
+
+
+def read_field(path: Path, field: str) -> list[tuple[int, dict, str]]:
+    """(line number, row, value of `field`) for every non-blank line; PredictionsError naming file:line."""
+    rows = []
+    for number, row in jsonl.read_objects(path, PredictionsError):
+        if field not in row:
+            raise PredictionsError(
+                f"{path}:{number}: missing field {field!r} (fields present: {', '.join(sorted(row)) or 'none'})"
+            )
+        value = row[field]
+        if value is None:
+            value = ""  # a system that answered nothing: scored as an empty answer and counted
+        if not isinstance(value, str):
+            raise PredictionsError(f"{path}:{number}: field {field!r} must be a string, got {type(value).__name__}")
+        rows.append((number, row, value))
+    if not rows:
+        raise PredictionsError(f"{path}: no predictions (the file is empty)")
+    return rows
+
+
+def pair_up(predictions_path: Path, references_path: Path | None, prediction_field: str, reference_field: str) -> tuple[list[str], list[str]]:
+    predicted = read_field(predictions_path, prediction_field)
+    if references_path is None:
+        expected = read_field(predictions_path, reference_field)
+    else:
+        expected = read_field(references_path, reference_field)
+        if len(predicted) != len(expected):
+            shorter, longer = (predicted, expected) if len(predicted) < len(expected) else (expected, predicted)
+            short_path, long_path = (predictions_path, references_path) if shorter is predicted else (references_path, predictions_path)
+            raise PredictionsError(
+                f"{long_path}:{longer[len(shorter)][0]}: has no counterpart: {short_path} has {len(shorter)} rows, "
+                f"{long_path} has {len(longer)}; the two files must line up row by row"
+            )
+        for (pn, prow, _), (rn, rrow, _) in zip(predicted, expected):
+            if "id" in prow and "id" in rrow and prow["id"] != rrow["id"]:
+                raise PredictionsError(
+                    f"{predictions_path}:{pn}: id {prow['id']!r} does not match {references_path}:{rn} id {rrow['id']!r}"
+                )
+    return [p for _, _, p in predicted], [r for _, _, r in expected]
+
+
+def table(name: str, metrics: dict, signatures: dict) -> str:
+    lines = [f"{'metric':<22} {name:>10}"]
+    for key in (*METRIC_NAMES, "empty_predictions", "examples"):
+        value = metrics[key]
+        lines.append(f"{key:<22} {value:>10.4f}" if isinstance(value, float) else f"{key:<22} {value:>10}")
+    lines += [f"BLEU signature: {signatures['bleu']}", f"chrF signature: {signatures['chrf']}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vietlegal score", description=__doc__.splitlines()[0])
+    ap.add_argument("--predictions", required=True, type=Path, help="JSONL with prediction (and reference) fields")
+    ap.add_argument("--references", type=Path, help="JSONL with the reference field, line by line with --predictions")
+    ap.add_argument("--prediction-field", default="prediction")
+    ap.add_argument("--reference-field", default="reference")
+    ap.add_argument("--out", type=Path, help="write the scores as JSON here")
+    defaults = EvaluateConfig()
+    ap.add_argument("--bleu-tokenize", default=defaults.bleu_tokenize, help="sacrebleu tokenizer (13a, intl, char, none)")
+    ap.add_argument("--chrf-word-order", type=int, default=defaults.chrf_word_order, help="2 = chrF++")
+    args = ap.parse_args(argv)
+    predictions, references = pair_up(args.predictions, args.references, args.prediction_field, args.reference_field)
+    scored = score_all(predictions, references, args.bleu_tokenize, args.chrf_word_order)
+    print(table(args.prediction_field, scored["metrics"], scored["signatures"]))
+    if args.out:
+        report = {args.prediction_field: scored["metrics"], "signatures": scored["signatures"], "predictions": str(args.predictions)}
+        jsonl.write_json(args.out, report)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0

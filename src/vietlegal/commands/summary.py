@@ -1,0 +1,76 @@
+"""Print the headline metrics of the last run, readable in a terminal.
+
+`dvc metrics show` puts every metrics file into one table with a column per key (150+ here);
+this prints base vs tuned side by side and one short block per other stage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vietlegal import paths
+
+EVAL_ROWS = ("rouge1_f1", "rouge2_f1", "rougeL_f1", "bleu_0_100", "chrf_0_100", "perplexity",
+             "citation_precision", "citation_recall", "citation_f1", "citation_none_share")
+TRAIN_ROWS = ("backend", "global_step", "train_seconds", "train_tokens_per_second", "peak_memory_gb",
+              "base_eval_loss", "eval_loss", "label_audit.share_ending_in_eot", "label_audit.padding_efficiency",
+              "label_audit.truncated")
+DATA_ROWS = ("records.train", "records.val", "records.test", "rejects.total", "duplicates_removed",
+             "lengths.total_tokens.p95", "lengths.share_over_max_seq_length")
+
+GROUND_ROWS = ("with_context", "top_k", "method", "train.no_hit", "train.cited_in_context", "val.cited_in_context")
+
+
+def _get(data: dict, dotted: str):
+    for key in dotted.split("."):
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def eval_table(data: dict) -> list[str]:
+    lines = [f"  {'metric':<22}{'base':>12}{'tuned':>12}{'delta':>12}"]
+    for name in EVAL_ROWS:
+        row = [_get(data, f"{part}.{name}") for part in ("base", "tuned", "delta")]
+        lines.append(f"  {name:<22}" + "".join(f"{_fmt(v):>12}" for v in row))
+    return lines
+
+
+def block(data: dict, rows: tuple[str, ...]) -> list[str]:
+    return [f"  {name:<36}{_fmt(_get(data, name)):>14}" for name in rows if _get(data, name) is not None]
+
+
+def render(metrics_dir: Path) -> str:
+    out: list[str] = []
+    sections = [
+        ("data (metrics/data.json)", "data.json", lambda d: block(d, DATA_ROWS)),
+        ("training context (metrics/ground.json)", "ground.json", lambda d: block(d, GROUND_ROWS)),
+        ("training (metrics/train.json)", "train.json", lambda d: block(d, TRAIN_ROWS)),
+        ("evaluation on the test split (metrics/eval.json; BLEU and chrF++ on 0-100)", "eval.json", eval_table),
+        ("retrieval (metrics/retrieval.json)", "retrieval.json",
+         lambda d: block(d, tuple(f"{m}.recall@{k}" for m in ("bm25", "dense", "hybrid") for k in (1, 3, 5)))),
+    ]
+    for title, name, show in sections:
+        data = _load(metrics_dir / name)
+        if data is not None:
+            out += [title, *show(data), ""]
+    return "\n".join(out) if out else f"no metrics under {metrics_dir}/ yet: run `dvc repro`"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vietlegal summary", description=__doc__.splitlines()[0])
+    ap.add_argument("--metrics-dir", type=Path, default=Path(paths.METRICS_DIR))
+    print(render(ap.parse_args(argv).metrics_dir))
+    return 0

@@ -1,0 +1,57 @@
+"""Base and tuned answers to test questions: the one path `generate` and `generate_rag` share.
+
+Both systems decode through `vietlegal.model.decoding` from prompts built by `chat.encode_prompt`, with the
+same sampling params. The base model is the adapter's own base with the adapter switched off, so the two
+answers differ only by the LoRA weights.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from vietlegal.data.answers import answer_rows
+from vietlegal.data.conversation import Conversation
+from vietlegal.errors import ConfigError, DataError, GenerationError
+from vietlegal.model import chat, decoding, sampling
+from vietlegal.model.sampling import SamplingRequest
+from vietlegal.params import GenerateConfig
+
+
+def check_params(cfg: GenerateConfig, context: int) -> None:
+    """What only the loaded model can tell: the sampling params against its context window."""
+    try:
+        sampling.check(SamplingRequest([0], cfg.max_new_tokens, cfg.temperature, cfg.top_p), context)
+    except GenerationError as exc:
+        raise ConfigError(f"generate.{exc}") from exc
+
+
+def requests_for(cases: list[Conversation], tokenizer, cfg: GenerateConfig, context: int) -> list[SamplingRequest]:
+    requests = []
+    for i, case in enumerate(cases):
+        ids = chat.encode_prompt(tokenizer, case.prompt)
+        if len(ids) >= context:
+            raise DataError(f"{case.source}: the prompt is {len(ids)} tokens, the model's context is {context}; shorten it")
+        # With sampling, the same seed for base and tuned: the columns differ by the model, not by luck.
+        requests.append(SamplingRequest(ids, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=cfg.seed + i))
+    return requests
+
+
+def answer_both(model, tokenizer, requests: list[SamplingRequest], batch_size: int) -> dict[str, list[decoding.Completion]]:
+    from tqdm import tqdm
+
+    with tqdm(total=2 * len(requests), desc="generate", unit="answer", file=sys.stderr) as bar:
+        tuned = decoding.generate(model, tokenizer, requests, batch_size, on_batch=bar.update)
+        with model.disable_adapter():
+            base = decoding.generate(model, tokenizer, requests, batch_size, on_batch=bar.update)
+    return {"base": base, "tuned": tuned}
+
+
+def answer_cases(cfg: GenerateConfig, cases: list[Conversation], adapter_dir: Path) -> list[dict]:
+    """Base and tuned answers, an answers-file row per case."""
+    from vietlegal.model.adapter import load_for_inference
+    from vietlegal.model.device import inference_device
+
+    model, tokenizer, _manifest = load_for_inference(adapter_dir, *inference_device())
+    context = decoding.context_length(model)
+    check_params(cfg, context)
+    return answer_rows(cases, answer_both(model, tokenizer, requests_for(cases, tokenizer, cfg, context), cfg.batch_size))

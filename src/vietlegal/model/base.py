@@ -1,0 +1,80 @@
+"""Where the base model comes from: the built-in tiny model, a local directory, or the HF hub.
+
+Hub weights stay in the Hugging Face cache, pinned by `base.revision`; only adapters and data go
+to the DVC remote. Every failure says what to do.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vietlegal.errors import BaseModelError
+from vietlegal.params import TINY_MODEL_ID
+
+
+@dataclass
+class ResolvedBase:
+    model_id: str  # what the user asked for
+    path: str  # what from_pretrained receives
+    revision: str | None
+
+    def hub_kwargs(self) -> dict:
+        if Path(self.path).is_dir():
+            return {}
+        return {"revision": self.revision, "token": os.environ.get("HF_TOKEN") or None}
+
+
+def resolve(model_id: str, revision: str | None = None) -> ResolvedBase:
+    if model_id == TINY_MODEL_ID:
+        from vietlegal.model import tiny
+
+        path, built = tiny.ensure_built()
+        if revision not in (None, built):
+            raise BaseModelError(
+                f"base.revision {revision!r} does not match the tiny model's recipe hash {built!r}; "
+                "set base.revision to null (or to that hash)"
+            )
+        return ResolvedBase(model_id, str(path), built)
+    if Path(model_id).is_dir():
+        return ResolvedBase(model_id, model_id, revision)
+    if model_id.startswith((".", "/")):
+        raise BaseModelError(f"base.model: directory {model_id!r} does not exist")
+    return ResolvedBase(model_id, model_id, revision)
+
+
+def load_tokenizer(base: ResolvedBase):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(base.path, **base.hub_kwargs())
+    except OSError as exc:
+        raise BaseModelError(_hub_hint(base, exc)) from exc
+    return ensure_pad_token(tok, base.model_id)
+
+
+def ensure_pad_token(tok, model_id: str):
+    """A pad token distinct from EOS: a collator masking pad ids would otherwise mask the real EOS too."""
+    if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
+        # Llama-3.1 reserves <|finetune_right_pad_id|>: using it keeps EOS supervised and the vocab unchanged.
+        if "<|finetune_right_pad_id|>" not in tok.get_vocab():
+            raise BaseModelError(
+                f"{model_id}: tokenizer has no pad token distinct from EOS and no "
+                "<|finetune_right_pad_id|>; pick a Llama-3.1 tokenizer or add a pad token to its config"
+            )
+        tok.pad_token = "<|finetune_right_pad_id|>"
+    return tok
+
+
+def _hub_hint(base: ResolvedBase, exc: Exception) -> str:
+    text = str(exc)
+    if "gated" in text.lower() or "401" in text or "403" in text:
+        return (
+            f"{base.model_id} is gated: accept its licence on the Hugging Face hub and export HF_TOKEN=<token> "
+            f"({type(exc).__name__}: {text.splitlines()[0]})"
+        )
+    return (
+        f"could not load base model {base.model_id!r} (revision {base.revision}): {text.splitlines()[0] if text else exc!r}. "
+        "Check base.model in params.yaml, your network and HF_TOKEN; the built-in default is "
+        f"{TINY_MODEL_ID!r}"
+    )

@@ -1,0 +1,282 @@
+"""The one batched decoding loop over transformers: the evaluation stages and the HF server worker decode through it.
+
+    from vietlegal.model import chat, decoding
+    from vietlegal.model.sampling import SamplingRequest
+    ids = chat.encode_prompt(tokenizer, messages)
+    [done] = decoding.generate(model, tokenizer, [SamplingRequest(ids, max_new_tokens=64)])
+    done.text, done.finish_reason, done.prompt_tokens, done.completion_tokens
+
+    decoding = decoding.stream(model, tokenizer, requests)   # one step of the whole batch at a time
+    for deltas in decoding:                                      # list[Delta], one per still-running request
+        ...; decoding.cancel(i)                                  # e.g. its client went away
+
+Why our own loop rather than `model.generate`: a batch served together needs per-request temperature,
+top_p, seed, token budget and stop strings, per-token deltas for several streams at once, and the
+ability to drop one sequence mid-way (finished or disconnected) so the rest run on a smaller batch.
+Prompts are left-padded with the tokenizer's pad token (never EOS); a sequence ends on any of the
+model's end ids (<|eot_id|>, <|eom_id|>, <|end_of_text|>), on a stop string, or on its budget.
+
+Counting: `prompt_tokens` is len(prompt_ids); `completion_tokens` is every token the model sampled,
+including the end token that stopped it (it was computed) and tokens after a stop string's start.
+Text is decoded without special tokens and without "clean up" of spaces, so the concatenated stream
+deltas always equal the non-streamed text.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from vietlegal.errors import GenerationError
+from vietlegal.model.sampling import SamplingRequest, check
+
+END_TOKENS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")
+STOP = "stop"
+LENGTH = "length"
+CANCELLED = "cancelled"  # internal only: the caller dropped the sequence (e.g. client disconnect)
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]
+    finish_reason: str  # "stop" | "length" | "cancelled"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class Delta:
+    index: int  # position of the request in the list given to `stream`
+    text: str  # new text since this request's previous delta ("" while a stop string may be starting)
+    token_id: int  # the token sampled at this step
+    finish_reason: str | None = None
+    completion: Completion | None = None  # set on a request's last delta
+
+
+def end_token_ids(model, tokenizer) -> set[int]:
+    """Every id that ends a turn: the model's generation config, its config and the Llama-3.1 end tokens."""
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), getattr(model, "config", None), tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        ids.update([value] if isinstance(value, int) else list(value or []))
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in END_TOKENS if t in vocab)
+    return ids
+
+
+def context_length(model) -> int:
+    return int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+
+
+@dataclass
+class _Sequence:
+    """Decoding state of one request."""
+
+    index: int
+    request: SamplingRequest
+    budget: int
+    generator: torch.Generator | None
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""  # decoded text of token_ids[:read_offset] (complete characters only)
+    prefix_offset: int = 0  # token_ids[prefix_offset:read_offset] decode to the end of `text`
+    read_offset: int = 0
+    emitted: str = ""  # text already handed out in deltas
+
+
+class Stream:
+    """Iterates one decoding step of a batch at a time, yielding a list of `Delta`s per step.
+
+    `cancel(index)` drops a request before the next step (its last delta has finish_reason
+    "cancelled"); the remaining rows keep decoding on a smaller batch.
+    """
+
+    def __init__(self, model, tokenizer, requests: Sequence[SamplingRequest]):
+        if not requests:
+            raise GenerationError("requests: empty batch")
+        if tokenizer.pad_token_id is None:
+            raise GenerationError("tokenizer has no pad token; load it with vietlegal.model.base.load_tokenizer")
+        self.model, self.tokenizer = model, tokenizer
+        self.device = next(model.parameters()).device
+        self.end_ids = end_token_ids(model, tokenizer)
+        context = context_length(model)
+        for r in requests:
+            check(r, context)
+        self.rows = [
+            _Sequence(i, r, min(r.max_new_tokens, context - len(r.prompt_ids)), self._generator(r))
+            for i, r in enumerate(requests)
+        ]
+        self._cancelled: set[int] = set()
+        self._steps = self._run()
+
+    def cancel(self, index: int) -> None:
+        self._cancelled.add(index)
+
+    def generated(self, index: int) -> int:
+        """Tokens sampled so far for request `index`."""
+        return len(self.rows[index].token_ids)
+
+    def __iter__(self) -> Iterator[list[Delta]]:
+        return self
+
+    def __next__(self) -> list[Delta]:
+        return next(self._steps)
+
+    def _generator(self, request: SamplingRequest) -> torch.Generator | None:
+        if request.temperature == 0:
+            return None
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(request.seed if request.seed is not None else random.SystemRandom().getrandbits(63))
+        return gen
+
+    @torch.inference_mode()
+    def _run(self) -> Iterator[list[Delta]]:
+        from transformers import DynamicCache
+
+        ids, mask = self._left_padded([r.request.prompt_ids for r in self.rows])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        active = list(self.rows)
+        logits = self._forward(ids, mask, positions, cache)
+        next_position = positions[:, -1] + 1
+        while active:
+            tokens = self._sample(logits, active)
+            deltas = [self._advance(row, token) for row, token in zip(active, tokens)]
+            yield deltas
+            keep = [k for k, d in enumerate(deltas) if d.finish_reason is None and active[k].index not in self._cancelled]
+            for k, row in enumerate(active):
+                if deltas[k].finish_reason is None and k not in keep:
+                    yield [self._finish(row, CANCELLED, "", row.token_ids[-1])]
+            if not keep:
+                return
+            if len(keep) < len(active):
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                mask, next_position, tokens = mask[index], next_position[index], [tokens[k] for k in keep]
+                active = [active[k] for k in keep]
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            step = torch.tensor(tokens, device=self.device).unsqueeze(1)
+            logits = self._forward(step, mask, next_position.unsqueeze(1), cache)
+            next_position = next_position + 1
+
+    def _left_padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(map(len, prompts))
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        return ids, mask
+
+    def _forward(self, ids, mask, positions, cache) -> torch.Tensor:
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1, :].float()
+
+    def _sample(self, logits: torch.Tensor, rows: list[_Sequence]) -> list[int]:
+        greedy = logits.argmax(dim=-1).tolist()
+        out = []
+        for k, row in enumerate(rows):
+            if row.generator is None:
+                out.append(greedy[k])
+            else:
+                probs = nucleus(torch.softmax(logits[k] / row.request.temperature, dim=-1), row.request.top_p)
+                out.append(int(torch.multinomial(probs, 1, generator=row.generator)))
+        return out
+
+    def _advance(self, row: _Sequence, token: int) -> Delta:
+        row.token_ids.append(token)
+        if token in self.end_ids:
+            return self._finish(row, STOP, row.text + self._pending(row, len(row.token_ids) - 1), token)
+        searched_to = len(row.text)
+        self._detokenize(row)
+        cut = first_stop(row.text, row.request.stop, start=searched_to)
+        if cut is not None:
+            return self._finish(row, STOP, row.text[:cut], token)
+        if len(row.token_ids) >= row.budget:
+            return self._finish(row, LENGTH, row.text + self._pending(row, len(row.token_ids)), token)
+        safe = len(row.text) - held_back(row.text, row.request.stop)
+        new = row.text[len(row.emitted):safe] if safe > len(row.emitted) else ""
+        row.emitted += new
+        return Delta(row.index, new, token)
+
+    def _detokenize(self, row: _Sequence) -> None:
+        """Extend row.text with the new token's characters, decoding only a short window (O(1) per step).
+
+        Byte-level BPE can split one character over several tokens; until it is complete the window
+        decodes to U+FFFD and the text waits for the next token.
+        """
+        new = self._pending(row, len(row.token_ids))
+        if new and not new.endswith("\ufffd"):
+            row.text += new
+            row.prefix_offset, row.read_offset = row.read_offset, len(row.token_ids)
+
+    def _pending(self, row: _Sequence, end: int) -> str:
+        """Text of token_ids[read_offset:end] (decoded in context of the previous window)."""
+        prefix = self._decode(row.token_ids[row.prefix_offset:row.read_offset])
+        return self._decode(row.token_ids[row.prefix_offset:end])[len(prefix):]
+
+    def _finish(self, row: _Sequence, reason: str, text: str, token: int) -> Delta:
+        # The final text always extends what was streamed, so deltas concatenate to Completion.text.
+        rest = text[len(row.emitted):] if text.startswith(row.emitted) else ""
+        row.emitted += rest
+        completion = Completion(row.emitted, list(row.token_ids), reason, len(row.request.prompt_ids), len(row.token_ids))
+        return Delta(row.index, rest, token, reason, completion)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose mass reaches top_p (at least one)."""
+    if top_p >= 1:
+        return probs
+    sorted_probs, order = probs.sort(descending=True)
+    drop = sorted_probs.cumsum(-1) - sorted_probs >= top_p
+    sorted_probs[drop] = 0
+    return torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+
+
+def first_stop(text: str, stops: Sequence[str], start: int = 0) -> int | None:
+    """Where the earliest stop string begins, looking only at matches that end after `start`
+    (text before it was searched already)."""
+    found = [i for i in (text.find(s, max(0, start - len(s) + 1)) for s in stops if s) if i >= 0]
+    return min(found) if found else None
+
+
+def held_back(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest suffix of text that could still become a stop string."""
+    longest = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), longest, -1):
+            if text.endswith(s[:n]):
+                longest = n
+                break
+    return longest
+
+
+def stream(model, tokenizer, requests: Sequence[SamplingRequest]) -> Stream:
+    """Decode requests as one left-padded batch, one step at a time (see `Stream`)."""
+    return Stream(model, tokenizer, requests)
+
+
+def generate(
+    model, tokenizer, requests: Sequence[SamplingRequest], batch_size: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[Completion]:
+    """Completions in request order. With batch_size, requests run in batches of similar prompt length
+    (less padding); on_batch(n) is called after each batch of n requests (progress bars)."""
+    order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids))
+    size = batch_size or max(len(requests), 1)
+    done: dict[int, Completion] = {}
+    for start in range(0, len(order), size):
+        chunk = order[start:start + size]
+        for deltas in stream(model, tokenizer, [requests[i] for i in chunk]):
+            for d in deltas:
+                if d.completion is not None:
+                    done[chunk[d.index]] = d.completion
+        if on_batch:
+            on_batch(len(chunk))
+    return [done[i] for i in range(len(requests))]

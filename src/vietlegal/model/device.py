@@ -1,0 +1,25 @@
+"""The one device and dtype policy for inference: `generate`, `perplexity` and the HF server load the model
+the same way, so the evaluated model and the served model are the same numbers.
+
+    CUDA with bf16 (Ampere or newer)  -> bf16
+    CUDA without bf16 (T4, V100)      -> fp16
+    CPU                               -> the checkpoint's own dtype (None: float32 for the tiny model)
+"""
+from __future__ import annotations
+
+
+def inference_dtype(device: str):
+    """The torch dtype to load weights in on `device` ("cuda", "cuda:1", "cpu"); None keeps the checkpoint's."""
+    import torch
+
+    if not str(device).startswith("cuda"):
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def inference_device() -> tuple[str, object]:
+    """(device, dtype) of the first GPU if there is one, else the CPU."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return device, inference_dtype(device)

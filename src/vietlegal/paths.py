@@ -1,0 +1,52 @@
+"""Every artifact path of the pipeline, once. dvc.yaml's deps and outs and params.yaml's path keys are held to
+these by tests/pipeline/test_paths.py; no other module spells an artifact path.
+
+Paths are relative to the project root (where dvc.yaml is), as DVC runs each stage there.
+"""
+from __future__ import annotations
+
+# inputs a user brings
+RAW = "data/raw"  # prepare.raw_dir
+SAMPLE = "data/sample/legal_qa.jsonl"  # prepare.sample
+CORPUS = "data/corpus"  # rag.corpus_dir
+
+# prepare
+PROCESSED = "data/processed"  # prepare.out_dir
+TRAIN_SPLIT = f"{PROCESSED}/train.jsonl"
+VAL_SPLIT = f"{PROCESSED}/val.jsonl"
+TEST_SPLIT = f"{PROCESSED}/test.jsonl"
+DATA_METRICS = "metrics/data.json"
+
+# ground
+TRAINING = "data/training"
+GROUND_METRICS = "metrics/ground.json"
+
+# train
+ADAPTER = "models/adapter"  # train.out_dir
+CHECKPOINTS = "models/checkpoints"  # train.checkpoint_dir: git-ignored, deliberately no DVC output
+TRAIN_METRICS = "metrics/train.json"
+LIVE = "dvclive"
+LIVE_METRICS = f"{LIVE}/metrics.json"
+LIVE_PLOTS = f"{LIVE}/plots/metrics"
+
+# generate, perplexity, evaluate
+ANSWERS = "data/generated/answers.jsonl"
+PERPLEXITY = "data/generated/perplexity.json"
+EVAL_METRICS = "metrics/eval.json"
+PREDICTIONS = "metrics/predictions.jsonl"
+EVAL_PLOT = "metrics/eval_plot.json"
+
+# judge
+VERDICTS = "data/judge/verdicts.jsonl"
+JUDGE_CACHE = "data/judge/cache.jsonl"
+JUDGE_METRICS = "metrics/judge.json"
+
+# index, retrieval, generate_rag, evaluate_rag
+INDEX = "models/index"  # rag.index_dir
+RETRIEVAL_METRICS = "metrics/retrieval.json"
+RETRIEVAL_PER_QUESTION = "metrics/retrieval_per_question.jsonl"
+ANSWERS_RAG = "data/generated/answers_rag.jsonl"
+RAG_METRICS = "metrics/rag.json"
+
+METRICS_DIR = "metrics"
+PARAMS = "params.yaml"

@@ -1,0 +1,88 @@
+"""The wire format: OpenAI's error object, and the `Piece` the inference worker sends the HTTP process.
+
+Errors: `{"error": {"message", "type", "param", "code"}}` for every failure. FastAPI and LitServe answer
+`{"detail": ...}`; the openai client and vLLM-style tooling expect the nested object, so every error path
+(validation, auth, unknown route, body size, crashes) goes through `ApiError` or the handlers `install` adds.
+
+Pieces: LitServe's batched streaming loop moves the whole batch in lockstep, so every flush carries one item
+per request; a request with nothing new (or already finished) gets NOTHING ("").
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vietlegal.serve.log import logger
+
+TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error",
+         413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error", 504: "timeout_error"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 type_: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+        self.type = type_ or TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def sse(self) -> str:
+        return f"data: {json.dumps(self.body(), ensure_ascii=False)}\n\n"
+
+    def response(self) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+
+
+def from_http(status: int, detail: object) -> ApiError:
+    return ApiError(status, detail if isinstance(detail, str) else json.dumps(detail, default=str))
+
+
+def install(app: FastAPI) -> None:
+    """Route every error the app can raise to the OpenAI shape."""
+
+    async def api_error(_: Request, exc: ApiError):
+        return exc.response()
+
+    async def http_error(_: Request, exc: StarletteHTTPException):
+        return from_http(exc.status_code, exc.detail).response()
+
+    async def validation_error(_: Request, exc: RequestValidationError):
+        first = (exc.errors() or [{}])[0]
+        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        return ApiError(400, first.get("msg", "invalid request"), param, "invalid_value").response()
+
+    async def crash(_: Request, exc: Exception):
+        logger.error("internal error: %s", type(exc).__name__)
+        return ApiError(500, "internal server error", code="internal_error").response()
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, crash)
+
+
+@dataclass
+class Piece:
+    text: str = ""
+    finish_reason: str | None = None  # set on a request's last piece: "stop" | "length" | "cancelled"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None  # this request failed; the others in its batch go on
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def decode(cls, data: str) -> Piece | None:
+        return cls(**json.loads(data)) if data else None
+
+
+NOTHING = ""  # the encoded form of "no piece for this request at this flush"

@@ -1,0 +1,39 @@
+"""The LitAPI both inference workers share (hf_worker.py, vllm_worker.py): Bearer auth, which LitServe calls
+in the HTTP process, and the cancel queue through which the HTTP process names requests whose client left.
+"""
+from __future__ import annotations
+
+import queue
+import time
+
+import litserve as ls
+from fastapi import Request
+
+from vietlegal.serve.auth import check_bearer
+
+CANCEL_MEMORY_SECONDS = 600  # a cancel can arrive before its request leaves the queue
+
+
+class ChatAPI(ls.LitAPI):
+    def __init__(self, adapter_dir: str, api_key: str | None, cancel_queue, **litapi_kwargs):
+        super().__init__(**litapi_kwargs)
+        self.adapter_dir, self.api_key, self.cancel_queue = str(adapter_dir), api_key, cancel_queue
+        self._cancelled: dict[str, float] = {}
+
+    def authorize(self, request: Request) -> None:
+        check_bearer(request.url.path, request.headers.get("authorization"), self.api_key)
+
+    def decode_request(self, request: dict) -> dict:
+        return request  # validated and tokenized by the spec in the HTTP process
+
+    def cancelled(self) -> set[str]:
+        """Ids whose clients went away (drained from the cancel queue without blocking)."""
+        now = time.monotonic()
+        while True:
+            try:
+                self._cancelled[self.cancel_queue.get_nowait()] = now
+            except (queue.Empty, OSError, ValueError):
+                break
+        for job_id in [j for j, t in self._cancelled.items() if now - t > CANCEL_MEMORY_SECONDS]:
+            del self._cancelled[job_id]
+        return set(self._cancelled)

@@ -1,0 +1,88 @@
+"""Score generated answers: ROUGE, BLEU, chrF++, perplexity, citations, base and tuned side by side.
+
+    data/generated/answers.jsonl + data/processed/test.jsonl + data/generated/perplexity.json
+        -> metrics/eval.json          {"base": {...}, "tuned": {...}, "delta": {tuned - base}, "signatures": {...}}
+           metrics/predictions.jsonl  question, reference, both answers, per-example scores
+           metrics/eval_plot.json     base vs tuned on a 0-1 scale, for `dvc plots show`
+
+No model is loaded here (perplexity has its own stage), so a scoring param change reruns only this.
+Metric names and scales: see `vietlegal.metrics.scoring` and docs/evaluation.md.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from vietlegal import jsonl, paths
+from vietlegal.data.answers import SYSTEMS, read_answers, read_perplexity
+from vietlegal.data.splits import check_against_split
+from vietlegal.metrics.scoring import METRIC_NAMES, score_all
+from vietlegal.params import EvaluateConfig
+from vietlegal.stage_cli import stage_args
+
+FILES = {"answers": paths.ANSWERS, "test": paths.TEST_SPLIT, "perplexity": paths.PERPLEXITY,
+         "metrics": paths.EVAL_METRICS, "predictions": paths.PREDICTIONS, "plot": paths.EVAL_PLOT}
+
+# Metrics drawn in the plot, each brought to 0-1 (BLEU and chrF++ are reported on 0-100).
+PLOTTED = {"rouge1_f1": 1, "rouge2_f1": 1, "rougeL_f1": 1, "bleu_0_100": 100, "chrf_0_100": 100, "citation_f1": 1}
+
+
+def with_perplexity(metrics: dict, ppl: dict) -> dict:
+    return {**metrics, "perplexity": ppl["perplexity"], "perplexity_answer_tokens": ppl["answer_tokens"]}
+
+
+def delta(base: dict, tuned: dict) -> dict:
+    skip = {"examples", "perplexity_answer_tokens"}
+    return {k: tuned[k] - base[k] for k in tuned if k not in skip and isinstance(tuned[k], (int, float))}
+
+
+def plot_rows(report: dict) -> list[dict]:
+    return [
+        {"label": f"{name} ({system})" if scale == 1 else f"{name} / {scale} ({system})", "metric": name,
+         "system": system, "value": report[system][name] / scale}
+        for name, scale in PLOTTED.items() for system in SYSTEMS
+    ]
+
+
+def prediction_rows(answers: list[dict], scored: dict[str, dict], ppl: dict) -> list[dict]:
+    per_example_ppl = ppl.get("per_example", {})
+    rows = []
+    for k, a in enumerate(answers):
+        row = {key: a[key] for key in ("id", "question", "reference", *SYSTEMS)}
+        row["scores"] = {s: scored[s]["per_example"][k] for s in SYSTEMS}
+        for s in SYSTEMS:
+            p = per_example_ppl.get(a["id"], {}).get(s)
+            if p and p["answer_tokens"]:
+                row["scores"][s]["reference_nll_per_token"] = p["nll_sum"] / p["answer_tokens"]
+        rows.append(row)
+    return rows
+
+
+def run(cfg: EvaluateConfig, answers_path: Path, test_path: Path, perplexity_path: Path,
+        metrics_path: Path, predictions_path: Path, plot_path: Path) -> dict:
+    answers = read_answers(answers_path)
+    check_against_split(answers, test_path)
+    ppl = read_perplexity(perplexity_path)
+    references = [a["reference"] for a in answers]
+    scored = {s: score_all([a[s] for a in answers], references, cfg.bleu_tokenize, cfg.chrf_word_order) for s in SYSTEMS}
+    report = {s: with_perplexity(scored[s]["metrics"], ppl[s]) for s in SYSTEMS}
+    report["delta"] = delta(report["base"], report["tuned"])
+    report["signatures"] = scored["tuned"]["signatures"]
+    jsonl.write_json(metrics_path, report)
+    jsonl.write(predictions_path, prediction_rows(answers, scored, ppl))
+    jsonl.write_json(plot_path, plot_rows(report))
+    return report
+
+
+def summary(report: dict) -> str:
+    lines = [f"{'metric':<22} {'base':>10} {'tuned':>10} {'delta':>10}"]
+    for name in (*METRIC_NAMES, "perplexity", "empty_predictions"):
+        lines.append(f"{name:<22} " + " ".join(f"{report[k][name]:>10.4f}" for k in ("base", "tuned", "delta")))
+    return "\n".join(lines) + f"\nexamples: {report['tuned']['examples']}; BLEU signature: {report['signatures']['bleu']}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    params, args = stage_args(__name__, __doc__, argv, FILES)
+    report = run(params.evaluate, args.answers, args.test, args.perplexity, args.metrics, args.predictions, args.plot)
+    print(summary(report), file=sys.stderr)
+    return 0

@@ -1,0 +1,43 @@
+"""Answer the test split with the base model and the adapter.
+
+    data/processed/test.jsonl + models/adapter  ->  data/generated/answers.jsonl
+
+Both systems decode through `vietlegal.model.answering` (left-padded batches, the Llama-3.1 end tokens,
+greedy when temperature is 0), the path `generate_rag` takes too.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from vietlegal import jsonl, paths
+from vietlegal.data.answers import SYSTEMS
+from vietlegal.data.splits import read_test_split
+from vietlegal.model.answering import answer_cases
+from vietlegal.model.decoding import STOP
+from vietlegal.params import GenerateConfig
+from vietlegal.stage_cli import stage_args
+
+FILES = {"test": paths.TEST_SPLIT, "adapter": paths.ADAPTER, "out": paths.ANSWERS}
+
+
+def run(cfg: GenerateConfig, test_path: Path, adapter_dir: Path, out_path: Path) -> list[dict]:
+    rows = answer_cases(cfg, read_test_split(test_path, cfg.limit), adapter_dir)
+    jsonl.write(out_path, rows)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    params, args = stage_args(__name__, __doc__, argv, FILES)
+    cfg = params.generate
+    t0 = time.perf_counter()
+    rows = run(cfg, args.test, args.adapter, args.out)
+    stopped = {s: sum(r[f"{s}_finish_reason"] == STOP for r in rows) for s in SYSTEMS}
+    print(
+        f"generate: {len(rows)} test questions x 2 systems in {time.perf_counter() - t0:.1f}s; "
+        f"ended on an end token: base {stopped['base']}/{len(rows)}, tuned {stopped['tuned']}/{len(rows)} "
+        f"(the rest hit generate.max_new_tokens={cfg.max_new_tokens}) -> {args.out}",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,87 @@
+"""Split raw Q&A files into clean chat-format train/val/test.
+
+    data/raw/** + the bundled sample  ->  data/processed/{train,val,test}.jsonl   {"id", "source": "file:line", "messages"}
+                                          data/processed/rejects.jsonl            {"source", "reason", "detail", "raw"}
+                                          metrics/data.json                       counts, rejects per reason, lengths
+
+Same inputs and params give byte-identical outputs, so DVC skips everything downstream.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from vietlegal import jsonl, paths
+from vietlegal.data import lengths, records, splitting
+from vietlegal.errors import ConfigError
+from vietlegal.model import base as base_model
+from vietlegal.params import BaseConfig, PrepareConfig
+from vietlegal.stage_cli import stage_args
+
+FILES = {"metrics": paths.DATA_METRICS}
+PARAM_FILES = ("prepare.raw_dir", "prepare.sample", "prepare.out_dir")
+
+
+def run(cfg: PrepareConfig, base: BaseConfig, root: Path = Path("."), metrics_path: Path | None = None,
+        tokenizer=None) -> dict:
+    files = records.find_files(root / cfg.raw_dir, root / cfg.sample if cfg.sample else None)
+    if cfg.sample and not (root / cfg.sample).exists():
+        raise ConfigError(f"prepare.sample: {cfg.sample} not found; set it to null to use only {cfg.raw_dir}")
+    recs, rejects = records.read_records(files, root, cfg.system_prompt)
+    if not recs:
+        raise ConfigError(f"no usable records in {', '.join(str(f) for f in files) or cfg.raw_dir}")
+    recs, n_dupes = splitting.dedupe(recs)
+    parts = splitting.split(recs, cfg)
+    out = root / cfg.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in parts.items():
+        jsonl.write(out / f"{name}.jsonl", [r.row() for r in rows])
+    jsonl.write(out / "rejects.jsonl", [vars(r) for r in rejects])
+
+    if tokenizer is None:
+        tokenizer = base_model.load_tokenizer(base_model.resolve(base.model, base.revision))
+    per_source: dict[str, Counter] = defaultdict(Counter)
+    for name, rows in parts.items():
+        for r in rows:
+            per_source[r.source.rsplit(":", 1)[0]][name] += 1
+    seen = len(recs) + n_dupes + len(rejects)
+    report = {
+        "records": {**{s: len(parts[s]) for s in splitting.SPLITS}, "total": len(recs)},
+        "per_source": {src: dict(c) for src, c in sorted(per_source.items())},
+        "rejects": {"total": len(rejects), "share": len(rejects) / seen, "by_reason": dict(sorted(Counter(r.reason for r in rejects).items()))},
+        "duplicates_removed": n_dupes,
+        "lengths": lengths.length_report(list(recs.values()), tokenizer, base.max_seq_length),
+    }
+    if metrics_path:
+        jsonl.write_json(metrics_path, report)
+    if report["rejects"]["share"] > cfg.max_reject_fraction:
+        raise ConfigError(too_many_rejects(rejects, report["rejects"]["share"], cfg, out))
+    return report
+
+
+def too_many_rejects(rejects: list[records.Reject], share: float, cfg: PrepareConfig, out: Path) -> str:
+    by_file: dict[str, Counter] = defaultdict(Counter)
+    for r in rejects:
+        by_file[r.source.rsplit(":", 1)[0]][r.reason] += 1
+    lines = [f"  {f}: " + ", ".join(f"{n} {reason}" for reason, n in c.most_common()) for f, c in sorted(by_file.items())]
+    return (
+        f"{share:.1%} of records were rejected, above prepare.max_reject_fraction={cfg.max_reject_fraction}:\n"
+        + "\n".join(lines)
+        + f"\nEach rejected line is listed with its reason in {out / 'rejects.jsonl'}; fix those files or raise the threshold."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    params, args = stage_args(__name__, __doc__, argv, FILES)
+    t0 = time.perf_counter()
+    report = run(params.prepare, params.base, metrics_path=args.metrics)
+    r = report["records"]
+    print(
+        f"prepare: {r['total']} records -> train {r['train']}, val {r['val']}, test {r['test']}; "
+        f"{report['duplicates_removed']} duplicates removed; {report['rejects']['total']} rejected "
+        f"({time.perf_counter() - t0:.1f}s)",
+        file=sys.stderr,
+    )
+    return 0

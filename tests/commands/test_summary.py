@@ -1,0 +1,32 @@
+"""`vietlegal summary` prints base vs tuned side by side, from whatever metrics files exist."""
+from __future__ import annotations
+
+import json
+
+from vietlegal.commands.summary import render
+
+
+def test_base_and_tuned_side_by_side(tmp_path):
+    ev = {"base": {"rougeL_f1": 0.25, "perplexity": 3067.5}, "tuned": {"rougeL_f1": 0.5, "perplexity": 2449.0},
+          "delta": {"rougeL_f1": 0.25, "perplexity": -618.5}}
+    (tmp_path / "eval.json").write_text(json.dumps(ev), encoding="utf-8")
+    (tmp_path / "train.json").write_text(json.dumps({"label_audit": {"share_ending_in_eot": 1.0}}), encoding="utf-8")
+    out = render(tmp_path)
+    assert out.splitlines()[out.splitlines().index("  metric                        base       tuned       delta") + 3].split() == [
+        "rougeL_f1", "0.25", "0.5", "0.25"]
+    assert "perplexity                    3068        2449      -618.5" in out
+    assert "label_audit.share_ending_in_eot" in out and "retrieval" not in out
+
+
+def test_no_metrics_says_what_to_run(tmp_path):
+    assert "run `dvc repro`" in render(tmp_path)
+
+
+def test_training_context_shows_what_the_context_held(tmp_path):
+    ground = {"with_context": True, "top_k": 3, "method": "bm25",
+              "train": {"examples": 153, "no_hit": 0, "cited_provisions": 184, "cited_in_context": 0.7934782608695652}}
+    (tmp_path / "ground.json").write_text(json.dumps(ground), encoding="utf-8")
+    lines = render(tmp_path).splitlines()
+    assert lines[0] == "training context (metrics/ground.json)"
+    assert lines[lines.index("training context (metrics/ground.json)") + 5].split() == ["train.cited_in_context", "0.7935"]
+    assert not any("val." in line for line in lines)  # absent keys are not printed as blanks

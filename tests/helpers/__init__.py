@@ -1,0 +1,1 @@
+"""What several tests share: a throwaway project copy, a real S3 server, a small provision corpus."""

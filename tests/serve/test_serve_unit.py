@@ -1,0 +1,242 @@
+"""Serving parts without a server: versioning, validation, auth, the worker's batch, vLLM's config mapping."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import sys
+
+import pytest
+
+from vietlegal.model import chat
+from vietlegal.errors import AdapterError
+from vietlegal.model.adapter import content_hash
+from vietlegal.errors import ConfigError
+from vietlegal.params import ServeConfig, load_params
+from vietlegal.serve import auth, vllm_worker
+from vietlegal.serve.protocol import ApiError
+from vietlegal.serve.parsing import Validator
+from vietlegal.serve.version import adapter_version
+
+QUESTION = [{"role": "user", "content": "Tuổi kết hôn?"}]
+
+
+@pytest.fixture(scope="module")
+def validator(tiny_tokenizer):
+    return Validator(tiny_tokenizer, context=2048, default_max_tokens=32, model_ids=("vietlegal-abc", "vietlegal"),
+                     system_prompt="Hệ thống.")
+
+
+def parse(validator, body, **kw):
+    return validator.parse(json.dumps(body).encode(), "chatcmpl-test", **kw)
+
+
+# --- versioning -------------------------------------------------------------------------------------
+
+def test_version_is_the_dvc_lock_hash_when_the_adapter_is_tracked(tmp_path, tiny_adapter):
+    import shutil
+
+    adapter = tmp_path / "models" / "adapter"
+    shutil.copytree(tiny_adapter, adapter)
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  train:\n    cmd: vietlegal train\n    outs:\n"
+        "    - path: models/adapter\n      hash: md5\n      md5: 0123456789abcdef0123456789abcdef.dir\n"
+        "      size: 1\n      nfiles: 3\n", encoding="utf-8")
+    version = adapter_version(adapter)
+    assert (version.hash, version.source) == ("0123456789ab", "dvc.lock")
+    assert version.model_id == "vietlegal-0123456789ab" and version.fingerprint == "fp_0123456789ab"
+
+
+def test_version_falls_back_to_the_content_hash(tiny_adapter):
+    version = adapter_version(tiny_adapter)
+    assert (version.hash, version.source) == (content_hash(tiny_adapter), "content")
+
+
+# --- validation -------------------------------------------------------------------------------------
+
+def test_valid_request_becomes_a_job_with_the_training_prompt(validator, tiny_tokenizer):
+    job = parse(validator, {"model": "vietlegal-abc", "messages": QUESTION, "max_tokens": 5, "temperature": 0,
+                            "top_p": 0.5, "stop": "Điều", "seed": 3})
+    assert job.sampling.prompt_ids == chat.encode_prompt(tiny_tokenizer, chat.with_system(QUESTION, "Hệ thống."))
+    assert (job.sampling.max_new_tokens, job.sampling.temperature, job.sampling.top_p, job.sampling.stop, job.sampling.seed) == (5, 0.0, 0.5, ["Điều"], 3)
+    assert set(job.payload()) == {"id", "prompt_ids", "max_new_tokens", "temperature", "top_p", "stop", "seed"}
+
+
+def test_defaults_follow_openai_and_the_serve_config(validator):
+    job = parse(validator, {"messages": QUESTION})
+    assert (job.sampling.max_new_tokens, job.sampling.temperature, job.sampling.top_p, job.stream, job.sampling.stop) == (32, 1.0, 1.0, False, [])
+
+
+def test_nfd_input_is_normalised_before_tokenizing(validator):
+    import unicodedata
+
+    nfd = [{"role": "user", "content": unicodedata.normalize("NFD", "Điều 8 Luật Hôn nhân")}]
+    nfc = [{"role": "user", "content": "Điều 8 Luật Hôn nhân"}]
+    assert parse(validator, {"messages": nfd}).sampling.prompt_ids == parse(validator, {"messages": nfc}).sampling.prompt_ids
+
+
+def test_stream_options_need_a_stream_and_default_to_usage(validator):
+    assert parse(validator, {"messages": QUESTION, "stream": True}).include_usage is True
+    assert parse(validator, {"messages": QUESTION}, force_stream=True).stream is True
+    off = parse(validator, {"messages": QUESTION, "stream": True, "stream_options": {"include_usage": False}})
+    assert off.include_usage is False
+    with pytest.raises(ApiError, match="stream_options"):
+        parse(validator, {"messages": QUESTION, "stream_options": {"include_usage": True}})
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"messages": QUESTION, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"messages": QUESTION, "stop": [1]}, "stop"),
+    ({"messages": QUESTION, "seed": 1.5}, "seed"),
+    ({"messages": QUESTION, "temperature": True}, "temperature"),
+    ({"messages": QUESTION, "max_tokens": True}, "max_tokens"),
+    ({"messages": QUESTION, "presence_penalty": 0.5}, "presence_penalty"),
+    ({"messages": QUESTION, "logprobs": True}, "logprobs"),
+    ({"messages": QUESTION, "model": 7}, "model"),
+    ({"messages": [QUESTION[0], {"role": "system", "content": "late"}]}, "messages[1]"),
+])
+def test_each_refusal_names_its_parameter(validator, body, param):
+    with pytest.raises(ApiError) as caught:
+        parse(validator, body)
+    assert caught.value.status == 400 and caught.value.param == param
+    assert set(caught.value.body()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_max_tokens_may_use_the_whole_remaining_context(validator):
+    prompt_tokens = len(parse(validator, {"messages": QUESTION}).sampling.prompt_ids)
+    assert parse(validator, {"messages": QUESTION, "max_tokens": 2048 - prompt_tokens}).sampling.max_new_tokens == 2048 - prompt_tokens
+    with pytest.raises(ApiError, match="ask for at most"):
+        parse(validator, {"messages": QUESTION, "max_tokens": 2049 - prompt_tokens})
+
+
+# --- auth -------------------------------------------------------------------------------------------
+
+def test_bearer_check():
+    auth.check_bearer("/v1/models", "Bearer k1", "k1")
+    auth.check_bearer("/v1/models", "bearer k1", "k1")
+    auth.check_bearer("/health", None, "k1")  # probes stay open
+    auth.check_bearer("/v1/models", None, None)  # no key configured: open
+    for header in (None, "k1", "Bearer", "Bearer k2", "Basic k1"):
+        with pytest.raises(ApiError) as caught:
+            auth.check_bearer("/v1/chat/completions", header, "k1")
+        assert caught.value.status == 401 and caught.value.code == "invalid_api_key"
+
+
+# --- the worker's batch -----------------------------------------------------------------------------
+
+def test_a_job_that_cannot_run_does_not_fail_its_batch(tiny_base, tiny_tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    from vietlegal.serve.hf_worker import decode_batch
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_base[0]).eval()
+    prompt = chat.encode_prompt(tiny_tokenizer, QUESTION)
+    job = dict(prompt_ids=prompt, max_new_tokens=4, temperature=0.0, top_p=1.0, stop=[], seed=None)
+    jobs = [dict(job, id="good-1"), dict(job, id="bad", prompt_ids=[]), dict(job, id="gone"), dict(job, id="good-2")]
+    pieces = {j["id"]: [] for j in jobs}
+    for flush in decode_batch(model, tiny_tokenizer, jobs, lambda: {"gone"}):
+        assert len(flush) == len(jobs)
+        for j, piece in zip(jobs, flush):
+            if piece is not None:
+                pieces[j["id"]].append(piece)
+    assert "prompt_ids" in pieces["bad"][0].error
+    assert pieces["gone"][-1].finish_reason == "cancelled"
+    for good in ("good-1", "good-2"):
+        last = pieces[good][-1]
+        assert (last.finish_reason, last.completion_tokens, last.prompt_tokens) == ("length", 4, len(prompt))
+        assert "".join(p.text for p in pieces[good]) == "".join(p.text for p in pieces["good-1"])
+
+
+def test_cancel_queue_is_drained_without_blocking():
+    from vietlegal.serve.hf_worker import ChatAPI
+
+    queue = mp.get_context("spawn").Queue()
+    api = ChatAPI("unused", None, queue)
+    assert api.cancelled() == set()
+    queue.put("chatcmpl-1")
+    queue.put("chatcmpl-2")
+    import time
+
+    deadline = time.monotonic() + 5
+    while api.cancelled() != {"chatcmpl-1", "chatcmpl-2"} and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert api.cancelled() == {"chatcmpl-1", "chatcmpl-2"}
+
+
+# --- config -----------------------------------------------------------------------------------------
+
+def test_params_yaml_serve_section_loads(tmp_path):
+    from pathlib import Path
+
+    cfg = load_params(Path(__file__).resolve().parents[2] / "params.yaml").serve
+    assert isinstance(cfg, ServeConfig) and cfg.backend in ("hf", "vllm") and cfg.max_batch_size >= 1
+    bad = tmp_path / "params.yaml"
+    bad.write_text("serve:\n  max_batch: 4\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="serve.max_batch"):
+        load_params(bad)
+
+
+def test_unknown_backend_and_vllm_without_a_gpu_are_clear_errors(monkeypatch):
+    from vietlegal.serve import server
+
+    with pytest.raises(ConfigError, match="serve.backend"):
+        server.make_api(ServeConfig(backend="tgi"), "adapter", None, None, None)
+    monkeypatch.setattr(server, "cuda_available", lambda: False)
+    with pytest.raises(server.HardwareError, match="CUDA"):
+        server.make_api(ServeConfig(backend="vllm"), "adapter", None, None, None)
+
+
+# --- vLLM mapping (vLLM itself cannot run here) -----------------------------------------------------
+
+@pytest.mark.parametrize("rank, slot", [(1, 1), (4, 8), (8, 8), (12, 16), (16, 16), (17, 32), (64, 64), (300, 320)])
+def test_lora_rank_rounds_up_to_a_slot_vllm_accepts(rank, slot):
+    assert vllm_worker.lora_rank_slot(rank) == slot
+
+
+def test_lora_rank_above_vllms_limit_is_refused():
+    with pytest.raises(AdapterError, match="lora_r"):
+        vllm_worker.lora_rank_slot(600)
+
+
+def test_engine_args_follow_the_adapter(tiny_adapter, tmp_path):
+    args = vllm_worker.engine_kwargs("/models/base", "abc123", tiny_adapter, context=8192, max_num_seqs=32)
+    assert args["enable_lora"] is True and args["max_lora_rank"] == 8  # the fixture adapter has r=8
+    assert (args["model"], args["revision"], args["tokenizer"]) == ("/models/base", "abc123", str(tiny_adapter))
+    assert (args["max_model_len"], args["max_num_seqs"], args["max_loras"]) == (8192, 32, 1)
+
+    config = json.loads((tiny_adapter / "adapter_config.json").read_text())
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    (wide / "adapter_config.json").write_text(json.dumps({**config, "r": 16, "rank_pattern": {"q_proj": 48}}))
+    assert vllm_worker.engine_kwargs("b", None, wide, 4096, 8)["max_lora_rank"] == 64
+    (wide / "adapter_config.json").write_text(json.dumps({**config, "modules_to_save": ["lm_head"]}))
+    with pytest.raises(AdapterError, match="modules_to_save"):
+        vllm_worker.adapter_rank(wide)
+
+
+def test_sampling_args_keep_the_request_meaning():
+    job = {"id": "chatcmpl-1", "prompt_ids": [1, 2], "max_new_tokens": 7, "temperature": 0.0, "top_p": 0.9, "seed": 5,
+           "stop": ["Điều"]}
+    args = vllm_worker.sampling_kwargs(job, {9, 1, 8})
+    assert args == {"max_tokens": 7, "temperature": 0.0, "top_p": 0.9, "seed": 5, "stop": ["Điều"],
+                    "stop_token_ids": [1, 8, 9], "skip_special_tokens": True}
+    assert vllm_worker.sampling_kwargs({**job, "stop": []}, set())["stop"] is None
+
+
+def test_vllm_is_never_imported_on_the_cpu_path():
+    assert "vllm" not in sys.modules
+
+
+# --- the command line -------------------------------------------------------------------------------
+
+def test_serve_without_an_adapter_says_how_to_get_one(tmp_path, capsys):
+    from vietlegal import cli
+
+    assert cli.main(["serve", "--adapter", str(tmp_path / "missing")]) == 2
+    assert "dvc pull" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_host_litserve_cannot_bind(tiny_adapter, capsys):
+    from vietlegal import cli
+
+    assert cli.main(["serve", "--adapter", str(tiny_adapter), "--host", "localhost"]) == 2
+    assert "127.0.0.1" in capsys.readouterr().err

@@ -1,0 +1,205 @@
+"""Backend choice, the Unsloth argument mapping (with a stand-in for the GPU-only package), hardware
+rules, run keys and checkpoint hygiene, curve trimming and the atomic adapter write: no training."""
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+
+from vietlegal.model.adapter import AdapterManifest
+
+from vietlegal.params import BaseConfig, TrainConfig
+from vietlegal.errors import ConfigError
+from vietlegal.train import backends, checkpoints, export, hardware, tracking
+from vietlegal.train.hardware import Hardware
+from vietlegal.errors import HardwareError
+
+CPU = Hardware("cpu", None, 0, False, 2)
+H200 = Hardware("cuda", "NVIDIA H200", 1, True, 16)
+T4 = Hardware("cuda", "Tesla T4", 1, False, 4)
+
+
+@pytest.mark.parametrize(
+    ("requested", "hw", "processes", "has_unsloth", "chosen"),
+    [
+        ("auto", CPU, 1, True, "trl"),
+        ("auto", H200, 1, True, "unsloth"),
+        ("auto", H200, 1, False, "trl"),
+        ("auto", H200, 2, True, "trl"),  # Unsloth is single-GPU; accelerate launch goes through TRL
+        ("trl", H200, 1, True, "trl"),
+        ("unsloth", H200, 1, True, "unsloth"),
+    ],
+)
+def test_auto_picks_unsloth_only_on_one_cuda_gpu_with_unsloth(requested, hw, processes, has_unsloth, chosen):
+    assert backends.select(requested, hw, processes, has_unsloth=has_unsloth) == chosen
+
+
+def test_unsloth_requested_where_it_cannot_run_says_why():
+    with pytest.raises(HardwareError, match="needs a CUDA GPU"):
+        backends.select("unsloth", CPU, 1, has_unsloth=True)
+    with pytest.raises(HardwareError, match="not installed"):
+        backends.select("unsloth", H200, 1, has_unsloth=False)
+    with pytest.raises(HardwareError, match="2 processes"):
+        backends.select("unsloth", H200, 2, has_unsloth=True)
+    with pytest.raises(ConfigError, match="train.backend 'fast'"):
+        backends.select("fast", CPU, 1)
+
+
+def test_lora_never_targets_embeddings_or_lm_head():
+    with pytest.raises(ConfigError, match=r"lm_head.*vLLM"):
+        backends.lora_settings(TrainConfig(target_modules=["q_proj", "lm_head"]))
+
+
+@pytest.fixture
+def fake_unsloth(monkeypatch, tiny_base):
+    """Stands in for the GPU-only package: records the calls and returns the real tiny model with PEFT LoRA."""
+    calls = {}
+
+    class FastLanguageModel:
+        @staticmethod
+        def from_pretrained(**kwargs):
+            from transformers import AutoModelForCausalLM
+
+            calls["from_pretrained"] = kwargs
+            return AutoModelForCausalLM.from_pretrained(kwargs["model_name"]), None
+
+        @staticmethod
+        def get_peft_model(model, **kwargs):
+            from peft import LoraConfig, get_peft_model
+
+            calls["get_peft_model"] = kwargs
+            lora = {k: kwargs[k] for k in ("r", "lora_alpha", "lora_dropout", "target_modules", "bias")}
+            return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", modules_to_save=kwargs["modules_to_save"], **lora))
+
+    module = types.ModuleType("unsloth")
+    module.FastLanguageModel = FastLanguageModel
+    monkeypatch.setitem(sys.modules, "unsloth", module)
+    return calls
+
+
+def test_unsloth_backend_maps_params_to_the_seed_setup(fake_unsloth, tiny_base):
+    import torch
+    from peft import PeftModel
+
+    from vietlegal.model import base as base_model
+
+    cfg = TrainConfig(load_in_4bit=True, lora_r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
+    backend = backends.get("unsloth")
+    model = backend.load_model(base_model.resolve("vietlegal/tiny-llama"), cfg, 2048, 7, "bf16")
+    assert isinstance(model, PeftModel)
+    loaded = fake_unsloth["from_pretrained"]
+    assert loaded["model_name"] == str(tiny_base[0])
+    assert loaded["load_in_4bit"] is True and loaded["max_seq_length"] == 2048 and loaded["dtype"] is torch.bfloat16
+    assert loaded["use_exact_model_name"] is True, "never swap the pinned repo for an Unsloth mirror"
+    lora = fake_unsloth["get_peft_model"]
+    assert lora["use_gradient_checkpointing"] == "unsloth" and lora["random_state"] == 7
+    assert lora["r"] == 8 and lora["lora_alpha"] == 16 and lora["target_modules"] == ["q_proj", "v_proj"]
+    assert lora["modules_to_save"] is None
+    assert backend.trainer_overrides(cfg) == {"gradient_checkpointing": False}  # Unsloth's own checkpointing
+
+
+def test_precision_follows_the_hardware():
+    assert hardware.precision(None, CPU) == "fp32"
+    assert hardware.precision(None, H200) == "bf16"
+    assert hardware.precision(None, T4) == "fp16"
+    assert hardware.precision(False, H200) == "fp32"
+    with pytest.raises(HardwareError, match="Tesla T4 has no bf16.*train.bf16: null"):
+        hardware.precision(True, T4)
+
+
+def test_4bit_without_a_gpu_is_refused_with_the_fix():
+    with pytest.raises(HardwareError, match="no CUDA GPU.*train.load_in_4bit: false"):
+        hardware.check_quantization(TrainConfig(load_in_4bit=True), CPU)
+    hardware.check_quantization(TrainConfig(load_in_4bit=False), CPU)
+
+
+def test_out_of_memory_message_lists_the_seed_fixes_with_numbers():
+    import torch
+
+    cfg, base = TrainConfig(batch_size=8, grad_accum=2, load_in_4bit=False), BaseConfig(max_seq_length=2048)
+    exc = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert hardware.is_out_of_memory(exc)
+    message = str(hardware.out_of_memory(exc, cfg, base))
+    assert "train.batch_size: 4 with train.grad_accum: 4 (same effective batch of 16)" in message
+    assert "train.load_in_4bit: true" in message and "base.max_seq_length: 1024" in message
+
+
+def test_run_key_changes_with_anything_that_shapes_the_result():
+    base, cfg = BaseConfig(), TrainConfig()
+    key = checkpoints.run_key(base, cfg, "rev", "data", "trl", 1)
+    assert key == checkpoints.run_key(base, TrainConfig(out_dir="elsewhere", cpu_threads=4), "rev", "data", "trl", 1)
+    for other in (
+        checkpoints.run_key(base, TrainConfig(learning_rate=1e-4), "rev", "data", "trl", 1),
+        checkpoints.run_key(BaseConfig(max_seq_length=256), cfg, "rev", "data", "trl", 1),
+        checkpoints.run_key(base, cfg, "rev2", "data", "trl", 1),
+        checkpoints.run_key(base, cfg, "rev", "data2", "trl", 1),
+        checkpoints.run_key(base, cfg, "rev", "data", "unsloth", 1),
+        checkpoints.run_key(base, cfg, "rev", "data", "trl", 2),
+    ):
+        assert other != key
+
+
+def test_prepare_deletes_other_runs_and_half_written_checkpoints(tmp_path):
+    root = tmp_path / "checkpoints"
+    for run, step, complete in (("old", 40, True), ("mine", 20, True), ("mine", 40, True), ("mine", 60, False)):
+        ckpt = root / run / f"checkpoint-{step}"
+        ckpt.mkdir(parents=True)
+        if complete:
+            (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    assert checkpoints.prepare(root, "mine") == root / "mine" / "checkpoint-40"
+    assert not (root / "old").exists(), "a checkpoint of other params is never resumed"
+    assert not (root / "mine" / "checkpoint-60").exists(), "killed mid-write: no trainer_state.json"
+    assert checkpoints.prepare(root, "new") is None and [p.name for p in root.iterdir()] == ["new"]
+
+
+def test_resumed_curves_drop_rows_after_the_checkpoint(tmp_path):
+    tsv = tmp_path / "plots" / "metrics" / "loss" / "train.tsv"
+    tsv.parent.mkdir(parents=True)
+    tsv.write_text("timestamp\tstep\ttrain\n1\t5\t8.0\n2\t10\t7.9\n3\t15\t7.8\n", encoding="utf-8")
+    tracking.trim(tmp_path, 10)
+    assert tsv.read_text(encoding="utf-8").splitlines() == ["timestamp\tstep\ttrain", "1\t5\t8.0", "2\t10\t7.9"]
+
+
+def test_a_crash_while_writing_leaves_the_previous_adapter(tmp_path, tiny_adapter, tiny_tokenizer):
+    import shutil
+
+    out = tmp_path / "adapter"
+    shutil.copytree(tiny_adapter, out)
+    before = sorted(p.name for p in out.iterdir())
+    staging = export.staging_dir(out)
+    shutil.copytree(tiny_adapter, staging)
+
+    class Crash(RuntimeError):
+        pass
+
+    class CrashingTokenizer:
+        def save_pretrained(self, path):
+            raise Crash("disk full")
+
+    with pytest.raises(Crash):
+        export.finish(staging, out, CrashingTokenizer(), AdapterManifest("vietlegal/tiny-llama", "rev"))
+    assert sorted(p.name for p in out.iterdir()) == before
+    export.finish(staging, out, tiny_tokenizer, AdapterManifest("vietlegal/tiny-llama", "rev"))
+    assert json.loads((out / "vietlegal.json").read_text())["base"] == {"model": "vietlegal/tiny-llama", "revision": "rev"}
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "vietlegal/tiny-llama"
+    assert not staging.exists()
+
+
+def test_unsloth_is_imported_before_transformers_trl_and_peft(tmp_path):
+    """Unsloth patches transformers/trl/peft when it is imported first; the stage reaches the backend choice
+    (params, hardware, accelerate state) without importing any of them."""
+    import os
+    import subprocess
+
+    fake = tmp_path / "unsloth"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import sys\nALREADY = sorted({'transformers', 'trl', 'peft'} & set(sys.modules))\n", encoding="utf-8")
+    code = ("from vietlegal.params import TrainConfig\nimport vietlegal.stages.train as t\nfrom vietlegal.train import backends\n"
+            "t.setup_hardware(TrainConfig())\nbackends.get('unsloth')\nimport unsloth\nprint(unsloth.ALREADY)")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
