@@ -1,4 +1,4 @@
-"""Batched vs one-at-a-time generation on the test split, through `vietlegal.generation` (what `generate` uses).
+"""Batched vs one-at-a-time generation on the test split, through `vietlegal.model.decoding` (what `generate` uses).
 
     python benchmarks/bench_generate.py [--test data/processed/test.jsonl] [--max-new-tokens 64] [--batch-size 16]
 
@@ -18,15 +18,17 @@ from pathlib import Path
 
 import torch
 
-from vietlegal import base_model, chat, generation
-from vietlegal.answers import read_test_split
-from vietlegal.config import TINY_MODEL_ID, BaseConfig, PrepareConfig
+from vietlegal.data.splits import read_test_split
+from vietlegal.model import base as base_model
+from vietlegal.model import chat, decoding
+from vietlegal.model.sampling import SamplingRequest
+from vietlegal.params import TINY_MODEL_ID, BaseConfig, PrepareConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def sample_test_split(tmp: Path) -> Path:
-    from vietlegal import prepare
+    from vietlegal.stages import prepare
 
     sample = ROOT / "data" / "sample" / "legal_qa.jsonl"
     if not sample.exists():
@@ -40,7 +42,7 @@ def load(adapter: Path | None):
     from transformers import AutoModelForCausalLM
 
     if adapter:
-        from vietlegal.adapter import load_for_inference
+        from vietlegal.model.adapter import load_for_inference
 
         model, tokenizer, _ = load_for_inference(adapter)
         return model, tokenizer
@@ -70,11 +72,11 @@ def main() -> int:
         test = args.test or sample_test_split(Path(tmp))
         cases = read_test_split(test)
     model, tokenizer = load(args.adapter)
-    requests = [generation.Request(chat.encode_prompt(tokenizer, c.prompt), args.max_new_tokens) for c in cases]
-    generation.generate(model, tokenizer, requests[:2])  # warm-up: first-call allocations
+    requests = [SamplingRequest(chat.encode_prompt(tokenizer, c.prompt), args.max_new_tokens) for c in cases]
+    decoding.generate(model, tokenizer, requests[:2])  # warm-up: first-call allocations
 
-    one_at_a_time = lambda: [generation.generate(model, tokenizer, [r])[0] for r in requests]  # noqa: E731
-    as_batches = lambda: generation.generate(model, tokenizer, requests, args.batch_size)  # noqa: E731
+    one_at_a_time = lambda: [decoding.generate(model, tokenizer, [r])[0] for r in requests]  # noqa: E731
+    as_batches = lambda: decoding.generate(model, tokenizer, requests, args.batch_size)  # noqa: E731
     runs_single, runs_batched = [], []
     # Alternate, so both modes see the same background load; the fastest run is the least disturbed.
     for _ in range(args.repeat):

@@ -13,8 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from vietlegal import base_model, prepare
-from vietlegal.config import BaseConfig, PrepareConfig
+from vietlegal.model import base as base_model
+from vietlegal.params import BaseConfig, PrepareConfig
+from vietlegal.stages import prepare
 
 TOPICS = ["hợp đồng", "thừa kế", "kết hôn", "ly hôn", "đất đai", "thai sản", "lãi suất", "giao thông", "khiếu nại", "thử việc"]
 LAWS = ["Bộ luật Dân sự 2015", "Bộ luật Lao động 2019", "Luật Hôn nhân và gia đình 2014", "Luật Đất đai 2024"]

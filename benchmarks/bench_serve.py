@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from vietlegal import bench
+from vietlegal.commands import bench
 from vietlegal.serve.process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +29,10 @@ def untrained_adapter(out: Path) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from vietlegal import base_model, tiny
-    from vietlegal.adapter import SETTINGS_FILE
-    from vietlegal.config import TINY_MODEL_ID
+    from vietlegal.model import base as base_model
+    from vietlegal.model import tiny
+    from vietlegal.model.adapter import SETTINGS_FILE
+    from vietlegal.params import TINY_MODEL_ID
 
     path, revision = tiny.ensure_built()
     torch.manual_seed(0)

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def sample_splits(tmp: Path) -> Path:
-    from vietlegal import prepare
-    from vietlegal.config import BaseConfig, PrepareConfig
+    from vietlegal.stages import prepare
+    from vietlegal.params import BaseConfig, PrepareConfig
 
     sample = ROOT / "data" / "sample" / "legal_qa.jsonl"
     if not sample.exists():
@@ -63,10 +63,10 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true")
     args = ap.parse_args()
 
-    from vietlegal.config import load_params
+    from vietlegal.params import load_params
 
     params = load_params(args.params)
-    base_cfg, cfg = params["base"], params["train"]
+    base_cfg, cfg = params.base, params.train
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else sample_splits(Path(tmp))
         print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {base_cfg.model}, "

@@ -2,8 +2,8 @@
 can be compared: `python scripts/output_digests.py > a.txt` in each, then `diff a.txt b.txt`.
 
 Run from a project root after `dvc repro`. Wall-clock fields (train seconds, tokens/s, peak memory, index
-build time) are dropped before hashing: they differ on every run. The adapter is named by its content hash
-(weights and LoRA config), the one the server reports.
+build time) are dropped before hashing: they differ on every run, and so did the order of adapter_config.json's
+target_modules before `train` sorted them, so that list is compared sorted.
 """
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "tokenizer.
 
 def digest(path: Path) -> str:
     data = path.read_bytes()
+    if path.name == "adapter_config.json":  # target_modules in PEFT's set order, which varies with PYTHONHASHSEED
+        config = json.loads(data)
+        config["target_modules"] = sorted(config.get("target_modules") or [])
+        data = json.dumps(config, sort_keys=True).encode()
     if path.suffix == ".json" and path.name != "tokenizer.json":
         parsed = json.loads(data)
         if isinstance(parsed, dict) and TIMING & parsed.keys():

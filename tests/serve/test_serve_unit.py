@@ -202,6 +202,8 @@ def test_engine_args_follow_the_adapter(tiny_adapter, tmp_path):
     assert args["enable_lora"] is True and args["max_lora_rank"] == 8  # the fixture adapter has r=8
     assert (args["model"], args["revision"], args["tokenizer"]) == ("/models/base", "abc123", str(tiny_adapter))
     assert (args["max_model_len"], args["max_num_seqs"], args["max_loras"]) == (8192, 32, 1)
+    assert args["dtype"] == "auto"
+    assert vllm_worker.engine_kwargs("b", None, tiny_adapter, 4096, 8, dtype="bfloat16")["dtype"] == "bfloat16"
 
     config = json.loads((tiny_adapter / "adapter_config.json").read_text())
     wide = tmp_path / "wide"

@@ -17,8 +17,8 @@ def test_training_ids_start_with_exactly_the_serving_prompt(processed_dir, tiny_
     split = dataset.encode_split("train", processed_dir / "train.jsonl", tiny_tokenizer, 512, False)
     rows = dataset.read_rows(processed_dir / "train.jsonl")
     assert len(split) == len(rows) == 8
-    for example, (_, messages) in zip(split.examples, rows):
-        prompt = encode_prompt(tiny_tokenizer, messages[:-1])
+    for example, conversation in zip(split.examples, rows):
+        prompt = encode_prompt(tiny_tokenizer, conversation.prompt)
         assert example.input_ids[: len(prompt)] == prompt
         assert all(label == IGNORE_INDEX for label in example.labels[: len(prompt)])
         answer = example.labels[len(prompt):]
@@ -56,7 +56,7 @@ def test_collator_pads_with_pad_token_and_masks_only_padding(tiny_tokenizer):
 
 
 def test_truncation_is_counted_named_and_dropped_on_request(processed_dir, tiny_tokenizer, capsys):
-    prompt_len = len(encode_prompt(tiny_tokenizer, dataset.read_rows(processed_dir / "train.jsonl")[0][1][:-1]))
+    prompt_len = len(encode_prompt(tiny_tokenizer, dataset.read_rows(processed_dir / "train.jsonl")[0].prompt))
     cut = prompt_len + 3  # room for the prompt and the first answer tokens, not for the end of the answer
     kept = dataset.encode_split("train", processed_dir / "train.jsonl", tiny_tokenizer, cut, drop_truncated=False)
     assert len(kept.truncated) == 8 and "fixture:1" in capsys.readouterr().err

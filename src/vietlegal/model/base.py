@@ -43,6 +43,11 @@ def resolve(model_id: str, revision: str | None = None) -> ResolvedBase:
     return ResolvedBase(model_id, model_id, revision)
 
 
+def context_window(config) -> int:
+    """The model's context in tokens: its config's max_position_embeddings (2048 when the config does not say)."""
+    return int(getattr(config, "max_position_embeddings", 0) or 2048)
+
+
 def load_tokenizer(base: ResolvedBase):
     from transformers import AutoTokenizer
 

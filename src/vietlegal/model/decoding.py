@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from vietlegal.errors import GenerationError
+from vietlegal.model.base import context_window
 from vietlegal.model.sampling import SamplingRequest, check
 
 END_TOKENS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")
@@ -68,7 +69,7 @@ def end_token_ids(model, tokenizer) -> set[int]:
 
 
 def context_length(model) -> int:
-    return int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+    return context_window(model.config)
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""The one device and dtype policy for inference: `generate`, `perplexity` and the HF server load the model
-the same way, so the evaluated model and the served model are the same numbers.
+"""The one device and dtype policy for inference: `generate`, `perplexity` and both server backends load the
+model the same way, so the evaluated model and the served model are the same numbers.
 
     CUDA with bf16 (Ampere or newer)  -> bf16
     CUDA without bf16 (T4, V100)      -> fp16
@@ -23,3 +23,8 @@ def inference_device() -> tuple[str, object]:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return device, inference_dtype(device)
+
+
+def dtype_name(dtype) -> str:
+    """The policy's dtype as engines spell it (vLLM's `dtype`): "bfloat16", "float16", or "auto" for None."""
+    return "auto" if dtype is None else str(dtype).removeprefix("torch.")

@@ -40,4 +40,4 @@ def context_length(base: base_model.ResolvedBase) -> int:
         config = AutoConfig.from_pretrained(base.path, **base.hub_kwargs())
     except OSError as exc:
         raise BaseModelError(f"could not read the config of base model {base.model_id!r}: {exc}") from exc
-    return int(getattr(config, "max_position_embeddings", 0) or 2048)
+    return base_model.context_window(config)

@@ -43,7 +43,7 @@ def adapter_rank(adapter_dir: str | Path) -> int:
 
 
 def engine_kwargs(base_path: str, revision: str | None, adapter_dir: str | Path, context: int,
-                  max_num_seqs: int) -> dict:
+                  max_num_seqs: int, dtype: str = "auto") -> dict:
     """AsyncEngineArgs keyword arguments for the adapter's base with LoRA enabled."""
     return {
         "model": base_path,
@@ -54,7 +54,7 @@ def engine_kwargs(base_path: str, revision: str | None, adapter_dir: str | Path,
         "max_lora_rank": lora_rank_slot(adapter_rank(adapter_dir)),
         "max_model_len": context,
         "max_num_seqs": max_num_seqs,
-        "dtype": "auto",
+        "dtype": dtype,  # model.device's policy, as generate and perplexity load it
         "seed": 0,
     }
 
@@ -79,6 +79,7 @@ class VLLMChatAPI(ChatAPI):
         from vietlegal.model import base as base_model
         from vietlegal.model import decoding
         from vietlegal.model.adapter import read_manifest
+        from vietlegal.model.device import dtype_name, inference_dtype
         from vietlegal.serve.model_info import context_length
 
         manifest = read_manifest(self.adapter_dir)
@@ -86,7 +87,8 @@ class VLLMChatAPI(ChatAPI):
         context = context_length(base)
         tokenizer = AutoTokenizer.from_pretrained(self.adapter_dir)
         self.end_ids = decoding.end_token_ids(None, tokenizer)
-        args = engine_kwargs(base.path, base.revision, self.adapter_dir, context, self.max_num_seqs)
+        args = engine_kwargs(base.path, base.revision, self.adapter_dir, context, self.max_num_seqs,
+                             dtype_name(inference_dtype("cuda")))
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
         self.lora = LoRARequest(ADAPTER_NAME, 1, self.adapter_dir)
 

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vietlegal.data.conversation import Conversation
 from vietlegal.data.splits import read_split
 from vietlegal.model.chat import IGNORE_INDEX, Example, encode_example
 
@@ -30,15 +31,16 @@ class Split:
 MISSING = "run the stages before train first: `dvc repro ground` (or `vietlegal prepare` then `vietlegal ground`)"
 
 
-def read_rows(path: Path) -> list[tuple[str, list[dict]]]:
-    """(source, messages) per line of a training split: what training encodes."""
-    return [(c.source, c.messages) for c in read_split(path, missing=MISSING)]
+def read_rows(path: Path) -> list[Conversation]:
+    """The conversations of a training split: what training encodes."""
+    return read_split(path, missing=MISSING)
 
 
 def encode_split(name: str, path: Path, tokenizer, max_length: int, drop_truncated: bool) -> Split:
     split = Split(name)
-    for source, messages in read_rows(path):
-        example = encode_example(tokenizer, messages, max_length)
+    for conversation in read_rows(path):
+        source = conversation.source
+        example = encode_example(tokenizer, conversation.messages, max_length)
         if example.truncated:
             split.truncated.append(source)
         supervised = any(label != IGNORE_INDEX for label in example.labels)

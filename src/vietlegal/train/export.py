@@ -45,6 +45,10 @@ def finish(staging: Path, out_dir: Path, tokenizer, manifest: AdapterManifest) -
     # The local cache path PEFT recorded means nothing on another machine; name the base instead.
     config["base_model_name_or_path"] = manifest.base_model
     config["revision"] = manifest.base_revision
+    # PEFT keeps target_modules as a set and writes it in hash order, which differs with every process's
+    # PYTHONHASHSEED: sorted, the adapter's bytes (its content hash, its DVC md5) are a function of the params.
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     manifest.write(staging)
     replace_dir(staging, out_dir)
