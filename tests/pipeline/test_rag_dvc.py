@@ -1,7 +1,7 @@
 """DVC-level: `dvc repro retrieval` builds the index from the bundled corpus and reports recall@k, a
 retrieval-only param change does not rebuild the index, and a rag change retrains only when training uses the
 context (stage ground). Runs in a throwaway copy of the project (tests/project_copy.py; BM25 only: the dense path
-is tested with a real model in test_rag_dense.py)."""
+is tested with a real model in tests/rag/test_dense.py)."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,5 @@
 """Stage `ground`: training examples with their retrieved provisions (rag.train_with_context), or prepare's splits
-byte for byte when it is off. The DVC-level behaviour (a rag change does not retrain) is in test_rag_dvc.py."""
+byte for byte when it is off. The DVC-level behaviour (a rag change does not retrain) is in tests/pipeline/test_rag_dvc.py."""
 from __future__ import annotations
 
 import json

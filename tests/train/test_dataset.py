@@ -23,7 +23,7 @@ def test_training_ids_start_with_exactly_the_serving_prompt(processed_dir, tiny_
         assert all(label == IGNORE_INDEX for label in example.labels[: len(prompt)])
         answer = example.labels[len(prompt):]
         assert answer == example.input_ids[len(prompt):], "every answer token (and its <|eot_id|>) is supervised"
-        assert tiny_tokenizer.decode(answer) == messages[-1]["content"] + END_OF_TURN
+        assert tiny_tokenizer.decode(answer) == conversation.reference + END_OF_TURN
 
 
 def test_label_audit_reads_100_percent_and_pad_is_not_eos(processed_dir, tiny_tokenizer):
