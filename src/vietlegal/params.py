@@ -30,6 +30,7 @@ DEFAULT_SYSTEM_PROMPT = (
 TINY_MODEL_ID = "vietlegal/tiny-llama"
 TRAIN_BACKENDS = ("auto", "unsloth", "trl")
 SERVE_BACKENDS = ("hf", "vllm")
+GENERATE_BACKENDS = ("auto", "hf", "vllm")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
 # vLLM's LoRA loader rejects adapters that train these, and the vocabulary is never resized.
@@ -141,9 +142,13 @@ class GenerateConfig:
     top_p: float = 1.0
     limit: int | None = None  # generate for the first N test examples only
     seed: int = 42  # with temperature > 0: request i samples with seed + i, the same for base and tuned
+    backend: str = "auto"  # auto (vLLM on a CUDA GPU with vllm installed, else hf) | hf | vllm
+    tensor_parallel_size: int = 1  # vllm: GPUs one model is split over
 
     def __post_init__(self) -> None:
-        _at_least("generate", self, ("batch_size", "limit"), 1)
+        _at_least("generate", self, ("batch_size", "limit", "tensor_parallel_size"), 1)
+        if self.backend not in GENERATE_BACKENDS:
+            raise ConfigError(f"generate.backend {self.backend!r} is not one of {', '.join(GENERATE_BACKENDS)}")
 
 
 @dataclass(frozen=True)
@@ -185,8 +190,10 @@ class ServeConfig:
     queue_timeout: float = 300.0  # seconds a request may wait for a batch slot before 504
     cpu_threads: int | None = None  # hf on CPU: torch threads for decoding (null: torch's default, all cores)
     backend: str = "hf"  # hf (CPU or GPU, batched generate) | vllm (GPU, continuous batching)
+    tensor_parallel_size: int = 1  # vllm: GPUs one model is split over
 
     def __post_init__(self) -> None:
+        _at_least("serve", self, ("tensor_parallel_size",), 1)
         if self.backend not in SERVE_BACKENDS:
             raise ConfigError(f"serve.backend {self.backend!r} is not one of {', '.join(SERVE_BACKENDS)}")
         _at_least("serve", self, ("max_batch_size", "max_new_tokens", "max_body_bytes", "cpu_threads"), 1)

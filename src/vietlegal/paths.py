@@ -31,6 +31,7 @@ LIVE_PLOTS = f"{LIVE}/plots/metrics"
 
 # generate, perplexity, evaluate
 ANSWERS = "data/generated/answers.jsonl"
+ANSWERS_META = "data/generated/answers_meta.json"  # which backend wrote the answers
 PERPLEXITY = "data/generated/perplexity.json"
 EVAL_METRICS = "metrics/eval.json"
 PREDICTIONS = "metrics/predictions.jsonl"
@@ -46,6 +47,7 @@ INDEX = "models/index"  # rag.index_dir
 RETRIEVAL_METRICS = "metrics/retrieval.json"
 RETRIEVAL_PER_QUESTION = "metrics/retrieval_per_question.jsonl"
 ANSWERS_RAG = "data/generated/answers_rag.jsonl"
+ANSWERS_RAG_META = "data/generated/answers_rag_meta.json"
 RAG_METRICS = "metrics/rag.json"
 
 METRICS_DIR = "metrics"

@@ -97,6 +97,15 @@ def test_compose_reserves_the_gpu_and_takes_the_key_from_the_environment():
     assert mounts["/workspace"] == "..:/workspace:ro", "the checkout with the pulled adapter, read-only"
 
 
+def test_compose_has_a_one_gpu_and_an_eight_gpu_service():
+    services = yaml.safe_load((DOCKER / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    gpus = {name: s["deploy"]["resources"]["reservations"]["devices"][0]["count"] for name, s in services.items()}
+    assert gpus == {"serve": 1, "serve-8gpu": 8}
+    command = services["serve-8gpu"]["command"]
+    assert command[command.index("--tensor-parallel-size") + 1] == "8"
+    assert services["serve-8gpu"]["profiles"] == ["multi-gpu"], "opt-in: both bind the same port"
+
+
 def test_compose_command_lines_in_the_docs_name_files_that_exist():
     docs = (ROOT / "docs" / "remote.md").read_text(encoding="utf-8")
     for line in re.findall(r"^\s*docker (?:compose|build) .*$", docs, flags=re.M):

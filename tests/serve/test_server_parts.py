@@ -12,6 +12,7 @@ from vietlegal.errors import AdapterError
 from vietlegal.model.adapter import content_hash
 from vietlegal.errors import ConfigError
 from vietlegal.params import ServeConfig, load_params
+from vietlegal.model import vllm_engine
 from vietlegal.serve import auth, vllm_worker
 from vietlegal.serve.protocol import ApiError
 from vietlegal.serve.parsing import Validator
@@ -189,30 +190,30 @@ def test_unknown_backend_and_vllm_without_a_gpu_are_clear_errors(monkeypatch):
 
 @pytest.mark.parametrize("rank, slot", [(1, 1), (4, 8), (8, 8), (12, 16), (16, 16), (17, 32), (64, 64), (300, 320)])
 def test_lora_rank_rounds_up_to_a_slot_vllm_accepts(rank, slot):
-    assert vllm_worker.lora_rank_slot(rank) == slot
+    assert vllm_engine.lora_rank_slot(rank) == slot
 
 
 def test_lora_rank_above_vllms_limit_is_refused():
     with pytest.raises(AdapterError, match="lora_r"):
-        vllm_worker.lora_rank_slot(600)
+        vllm_engine.lora_rank_slot(600)
 
 
 def test_engine_args_follow_the_adapter(tiny_adapter, tmp_path):
-    args = vllm_worker.engine_kwargs("/models/base", "abc123", tiny_adapter, context=8192, max_num_seqs=32)
+    args = vllm_engine.engine_kwargs("/models/base", "abc123", tiny_adapter, context=8192, max_num_seqs=32)
     assert args["enable_lora"] is True and args["max_lora_rank"] == 8  # the fixture adapter has r=8
     assert (args["model"], args["revision"], args["tokenizer"]) == ("/models/base", "abc123", str(tiny_adapter))
     assert (args["max_model_len"], args["max_num_seqs"], args["max_loras"]) == (8192, 32, 1)
     assert args["dtype"] == "auto"
-    assert vllm_worker.engine_kwargs("b", None, tiny_adapter, 4096, 8, dtype="bfloat16")["dtype"] == "bfloat16"
+    assert vllm_engine.engine_kwargs("b", None, tiny_adapter, 4096, 8, dtype="bfloat16")["dtype"] == "bfloat16"
 
     config = json.loads((tiny_adapter / "adapter_config.json").read_text())
     wide = tmp_path / "wide"
     wide.mkdir()
     (wide / "adapter_config.json").write_text(json.dumps({**config, "r": 16, "rank_pattern": {"q_proj": 48}}))
-    assert vllm_worker.engine_kwargs("b", None, wide, 4096, 8)["max_lora_rank"] == 64
+    assert vllm_engine.engine_kwargs("b", None, wide, 4096, 8)["max_lora_rank"] == 64
     (wide / "adapter_config.json").write_text(json.dumps({**config, "modules_to_save": ["lm_head"]}))
     with pytest.raises(AdapterError, match="modules_to_save"):
-        vllm_worker.adapter_rank(wide)
+        vllm_engine.adapter_rank(wide)
 
 
 def test_sampling_args_keep_the_request_meaning():

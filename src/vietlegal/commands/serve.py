@@ -10,6 +10,7 @@ See docs/serving.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -30,6 +31,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--host", default=None, help=f"bind address, one of {', '.join(HOSTS)} (default: serve.host)")
     p.add_argument("--port", type=int, default=None, help="port (default: serve.port)")
     p.add_argument("--api-key", default=None, help=f"require 'Authorization: Bearer KEY' (or set {API_KEY_ENV})")
+    p.add_argument("--tensor-parallel-size", type=int, default=None,
+                   help="vllm backend: GPUs one model is split over (default: serve.tensor_parallel_size)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--rag", action=argparse.BooleanOptionalAction, default=None,
                    help="put the top-k retrieved provisions into the system message and return their ids "
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     params = load_optional(args.params)
     cfg = params.serve
+    if args.tensor_parallel_size is not None:
+        cfg = dataclasses.replace(cfg, tensor_parallel_size=args.tensor_parallel_size)  # checked like params.yaml
     host, port = args.host or cfg.host, args.port or cfg.port
     if host not in HOSTS:
         raise ConfigError(f"--host / serve.host {host!r}: LitServe binds only {', '.join(HOSTS)}")

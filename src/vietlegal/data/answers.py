@@ -3,7 +3,10 @@
     data/generated/answers.jsonl   {"id", "source", "question", "reference", "base", "tuned",
                                     "base_finish_reason", "tuned_finish_reason",
                                     "base_completion_tokens", "tuned_completion_tokens"}     (generate)
+    data/generated/answers_meta.json {"backend": "hf" | "vllm", "questions", "tensor_parallel_size"}  (generate)
     data/generated/perplexity.json {"base": {...}, "tuned": {...}, "per_example": {id: ...}}  (perplexity)
+
+The answers file has the same rows and fields whichever backend wrote it; the backend is in its meta file.
 
 `evaluate`, `evaluate_rag` and `judge` read these through here, so a malformed line stops with file:line.
 """
@@ -34,6 +37,12 @@ def answer_rows(cases: Sequence[Conversation], completions: dict[str, list]) -> 
             row[f"{system}_completion_tokens"] = done[k].completion_tokens
         rows.append(row)
     return rows
+
+
+def answers_meta(backend: str | None, questions: int, tensor_parallel_size: int) -> dict:
+    """The meta file beside an answers file: what wrote it (backend None: the stage was off)."""
+    return {"backend": backend, "questions": questions,
+            "tensor_parallel_size": tensor_parallel_size if backend == "vllm" else None}
 
 
 def read_answers(path: str | Path) -> list[dict]:

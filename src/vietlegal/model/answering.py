@@ -1,8 +1,10 @@
 """Base and tuned answers to test questions: the one path `generate` and `generate_rag` share.
 
-Both systems decode through `vietlegal.model.decoding` from prompts built by `chat.encode_prompt`, with the
-same sampling params. The base model is the adapter's own base with the adapter switched off, so the two
-answers differ only by the LoRA weights.
+Both systems answer the same prompt token ids (built by `chat.encode_prompt`) with the same sampling params,
+through the backend `generate.backend` picks: `hf` decodes with `vietlegal.model.decoding`, `vllm` with vLLM's
+offline engine (`vietlegal.model.vllm_engine`), `auto` takes vLLM on a CUDA GPU that has it. The base model is
+the adapter's own base with the adapter switched off, so the two answers differ only by the LoRA weights; the
+rows are the same whichever backend wrote them.
 """
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ from pathlib import Path
 from vietlegal.data.answers import answer_rows
 from vietlegal.data.conversation import Conversation
 from vietlegal.errors import ConfigError, DataError, GenerationError
-from vietlegal.model import chat, decoding, sampling
+from vietlegal.model import chat, decoding, sampling, vllm_engine
 from vietlegal.model.sampling import SamplingRequest
 from vietlegal.params import GenerateConfig
+
+VLLM_MAX_NUM_SEQS = 256  # vLLM schedules the whole split itself; this bounds the sequences decoded at once
 
 
 def check_params(cfg: GenerateConfig, context: int) -> None:
@@ -46,8 +50,19 @@ def answer_both(model, tokenizer, requests: list[SamplingRequest], batch_size: i
     return {"base": base, "tuned": tuned}
 
 
-def answer_cases(cfg: GenerateConfig, cases: list[Conversation], adapter_dir: Path) -> list[dict]:
-    """Base and tuned answers, an answers-file row per case."""
+def select_backend(requested: str) -> str:
+    """hf or vllm for generate.backend (auto | hf | vllm); vllm where it cannot run fails with the fix."""
+    if requested == "auto":
+        return "vllm" if vllm_engine.available() else "hf"
+    if requested == "vllm":
+        vllm_engine.require("generate.backend")
+    return requested
+
+
+def answer_cases(cfg: GenerateConfig, cases: list[Conversation], adapter_dir: Path, backend: str = "hf") -> list[dict]:
+    """Base and tuned answers, an answers-file row per case, from `backend` (see select_backend)."""
+    if backend == "vllm":
+        return answer_rows(cases, answer_with_vllm(cfg, cases, adapter_dir))
     from vietlegal.model.adapter import load_for_inference
     from vietlegal.model.device import inference_device
 
@@ -55,3 +70,19 @@ def answer_cases(cfg: GenerateConfig, cases: list[Conversation], adapter_dir: Pa
     context = decoding.context_length(model)
     check_params(cfg, context)
     return answer_rows(cases, answer_both(model, tokenizer, requests_for(cases, tokenizer, cfg, context), cfg.batch_size))
+
+
+def answer_with_vllm(cfg: GenerateConfig, cases: list[Conversation], adapter_dir: Path) -> dict[str, list]:
+    """The same requests as the HF path, answered by vLLM's offline engine (base: no LoRA request)."""
+    from vietlegal.model import base as base_model
+    from vietlegal.model.adapter import load_tokenizer, read_manifest
+
+    manifest = read_manifest(adapter_dir)
+    base = base_model.resolve(manifest.base_model, manifest.base_revision)
+    tokenizer = load_tokenizer(adapter_dir, manifest.base_model)
+    context = base_model.context_of(base)
+    check_params(cfg, context)
+    requests = requests_for(cases, tokenizer, cfg, context)
+    return vllm_engine.generate_offline(Path(adapter_dir), base.path, base.revision, context, requests,
+                                        decoding.end_token_ids(None, tokenizer), cfg.tensor_parallel_size,
+                                        max_num_seqs=VLLM_MAX_NUM_SEQS)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vietlegal.errors import BaseModelError
 from vietlegal.model import adapter
 from vietlegal.model import base as base_model
 from vietlegal.serve.version import AdapterVersion, adapter_version
@@ -30,14 +29,4 @@ def load(adapter_dir: str | Path) -> ModelInfo:
     manifest = adapter.read_manifest(adapter_dir)
     base = base_model.resolve(manifest.base_model, manifest.base_revision)
     tokenizer = adapter.load_tokenizer(adapter_dir, base.model_id)
-    return ModelInfo(adapter_dir, manifest, base, tokenizer, context_length(base), adapter_version(adapter_dir))
-
-
-def context_length(base: base_model.ResolvedBase) -> int:
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(base.path, **base.hub_kwargs())
-    except OSError as exc:
-        raise BaseModelError(f"could not read the config of base model {base.model_id!r}: {exc}") from exc
-    return base_model.context_window(config)
+    return ModelInfo(adapter_dir, manifest, base, tokenizer, base_model.context_of(base), adapter_version(adapter_dir))

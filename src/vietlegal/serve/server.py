@@ -26,10 +26,11 @@ def build(info: ModelInfo, cfg: ServeConfig, api_key: str | None, system_prompt:
                           system_prompt, grounder)
     cancel_queue = mp.get_context("spawn").Queue()  # HTTP process -> worker: ids of requests whose client left
     spec = ChatSpec(validator, info.version, cfg.max_body_bytes, cancel_queue, info.base.model_id)
-    api, accelerator = make_api(cfg, str(info.adapter_dir), api_key, cancel_queue, spec)
+    api, accelerator, devices = make_api(cfg, str(info.adapter_dir), api_key, cancel_queue, spec)
     server = ls.LitServer(
         api,
         accelerator=accelerator,
+        devices=devices,
         workers_per_device=1,  # one copy of the model; concurrency comes from batching
         fast_queue=True,  # ZMQ for worker -> HTTP messages: no manager round trip per streamed piece
         timeout=cfg.queue_timeout,
@@ -41,24 +42,26 @@ def build(info: ModelInfo, cfg: ServeConfig, api_key: str | None, system_prompt:
     return server
 
 
-def make_api(cfg: ServeConfig, adapter_dir: str, api_key: str | None, cancel_queue, spec: ChatSpec) -> tuple[ChatAPI, str]:
-    """(the LitAPI for serve.backend, LitServe accelerator)."""
+def make_api(cfg: ServeConfig, adapter_dir: str, api_key: str | None, cancel_queue,
+             spec: ChatSpec) -> tuple[ChatAPI, str, int | str]:
+    """(the LitAPI for serve.backend, LitServe's accelerator, its devices)."""
     if cfg.backend == "hf":
         # The batched loop even for max_batch_size 1, so predict always receives a list of jobs.
         api = HFChatAPI(adapter_dir, api_key, cancel_queue, max_batch_size=cfg.max_batch_size,
                         batch_timeout=cfg.batch_timeout, spec=spec, cpu_threads=cfg.cpu_threads,
                         loop=BatchedStreamingLoop())
-        return api, "auto"
+        return api, "auto", "auto"
     if cfg.backend == "vllm":
         if not cuda_available():
             raise HardwareError("serve.backend vllm needs a CUDA GPU (and `pip install vllm`); on this machine use "
                                 "serve.backend: hf")
         from vietlegal.serve.vllm_worker import VLLMChatAPI
 
-        # LitServe cannot batch async APIs; vLLM batches continuously itself.
+        # LitServe cannot batch async APIs; vLLM batches continuously itself. One LitServe worker: with
+        # tensor parallelism vLLM starts a process per GPU itself (a LitServe worker per GPU would fight it).
         api = VLLMChatAPI(adapter_dir, api_key, cancel_queue, max_batch_size=1, enable_async=True, spec=spec,
-                          max_num_seqs=cfg.max_batch_size)
-        return api, "cuda"
+                          max_num_seqs=cfg.max_batch_size, tensor_parallel_size=cfg.tensor_parallel_size)
+        return api, "cuda", 1
     raise ConfigError(f"params.yaml: serve.backend {cfg.backend!r} is not one of {', '.join(SERVE_BACKENDS)}")
 
 

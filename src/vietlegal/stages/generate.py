@@ -12,19 +12,22 @@ import time
 from pathlib import Path
 
 from vietlegal import jsonl, paths
-from vietlegal.data.answers import SYSTEMS
+from vietlegal.data.answers import SYSTEMS, answers_meta
 from vietlegal.data.splits import read_test_split
-from vietlegal.model.answering import answer_cases
+from vietlegal.model.answering import answer_cases, select_backend
 from vietlegal.model.decoding import STOP
 from vietlegal.params import GenerateConfig
 from vietlegal.stage_cli import stage_args
 
-FILES = {"test": paths.TEST_SPLIT, "adapter": paths.ADAPTER, "out": paths.ANSWERS}
+FILES = {"test": paths.TEST_SPLIT, "adapter": paths.ADAPTER, "out": paths.ANSWERS, "meta": paths.ANSWERS_META}
 
 
-def run(cfg: GenerateConfig, test_path: Path, adapter_dir: Path, out_path: Path) -> list[dict]:
-    rows = answer_cases(cfg, read_test_split(test_path, cfg.limit), adapter_dir)
+def run(cfg: GenerateConfig, test_path: Path, adapter_dir: Path, out_path: Path, meta_path: Path | None = None) -> list[dict]:
+    backend = select_backend(cfg.backend)
+    rows = answer_cases(cfg, read_test_split(test_path, cfg.limit), adapter_dir, backend)
     jsonl.write(out_path, rows)
+    if meta_path is not None:
+        jsonl.write_json(meta_path, answers_meta(backend, len(rows), cfg.tensor_parallel_size))
     return rows
 
 
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     params, args = stage_args(__name__, __doc__, argv, FILES)
     cfg = params.generate
     t0 = time.perf_counter()
-    rows = run(cfg, args.test, args.adapter, args.out)
+    rows = run(cfg, args.test, args.adapter, args.out, args.meta)
     stopped = {s: sum(r[f"{s}_finish_reason"] == STOP for r in rows) for s in SYSTEMS}
     print(
         f"generate: {len(rows)} test questions x 2 systems in {time.perf_counter() - t0:.1f}s; "

@@ -15,15 +15,16 @@ import time
 from pathlib import Path
 
 from vietlegal import jsonl, paths
+from vietlegal.data.answers import answers_meta
 from vietlegal.data.conversation import Conversation
 from vietlegal.data.splits import read_test_split
-from vietlegal.model.answering import answer_cases
+from vietlegal.model.answering import answer_cases, select_backend
 from vietlegal.params import GenerateConfig, RagConfig
 from vietlegal.rag.context import Grounded, ground
 from vietlegal.rag.retriever import Retriever
 from vietlegal.stage_cli import stage_args
 
-FILES = {"test": paths.TEST_SPLIT, "adapter": paths.ADAPTER, "out": paths.ANSWERS_RAG}
+FILES = {"test": paths.TEST_SPLIT, "adapter": paths.ADAPTER, "out": paths.ANSWERS_RAG, "meta": paths.ANSWERS_RAG_META}
 PARAM_FILES = ("rag.corpus_dir", "rag.index_dir")
 
 
@@ -37,13 +38,17 @@ def grounded_cases(cases: list[Conversation], retriever: Retriever) -> tuple[lis
     return out, grounded
 
 
-def run(gen: GenerateConfig, rag: RagConfig, test_path: Path, adapter_dir: Path, out_path: Path) -> list[dict]:
+def run(gen: GenerateConfig, rag: RagConfig, test_path: Path, adapter_dir: Path, out_path: Path,
+        meta_path: Path | None = None) -> list[dict]:
+    backend = select_backend(gen.backend)
     retriever = Retriever.load(rag.index_dir, rag.corpus_dir, rag)
     cases, grounded = grounded_cases(read_test_split(test_path, gen.limit), retriever)
-    rows = answer_cases(gen, cases, adapter_dir)
+    rows = answer_cases(gen, cases, adapter_dir, backend)
     for row, g in zip(rows, grounded):
         row["retrieved_provisions"], row["no_hit"] = g.provision_ids, g.no_hit
     jsonl.write(out_path, rows)
+    if meta_path is not None:
+        jsonl.write_json(meta_path, answers_meta(backend, len(rows), gen.tensor_parallel_size))
     return rows
 
 
@@ -52,10 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     gen, rag = params.generate, params.rag
     if not rag.enabled:
         jsonl.write(args.out, [])
+        jsonl.write_json(args.meta, answers_meta(None, 0, gen.tensor_parallel_size))
         print("generate-rag: off (set rag.enabled: true to answer with retrieved provisions)", file=sys.stderr)
         return 0
     t0 = time.perf_counter()
-    rows = run(gen, rag, args.test, args.adapter, args.out)
+    rows = run(gen, rag, args.test, args.adapter, args.out, args.meta)
     no_hit = sum(r["no_hit"] for r in rows)
     print(f"generate-rag: {len(rows)} test questions x 2 systems with top-{rag.top_k} {rag.method} provisions "
           f"({no_hit} without a hit) in {time.perf_counter() - t0:.1f}s -> {args.out}", file=sys.stderr)

@@ -1,0 +1,98 @@
+"""vLLM's engine over the adapter's base with LoRA: the arguments (plain Python, tested without vLLM) and the
+offline engine `generate` and `generate_rag` answer through with `generate.backend: vllm`.
+
+The server's vLLM worker builds its AsyncLLM from the same `engine_kwargs`, and every request's SamplingParams
+from `sampling.vllm_sampling_kwargs`, so evaluation and serving decode alike. Base answers are the same engine
+without a LoRA request; tuned answers carry the adapter's `LoRARequest`. vLLM is imported only inside
+`generate_offline`; that function is UNVERIFIED here (no GPU in this project's test environment).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from vietlegal.errors import AdapterError, HardwareError
+
+# vLLM's max_lora_rank accepts only these values (vllm.config.lora.MaxLoRARanks); its default is 16.
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+ADAPTER_NAME = "vietlegal"
+
+
+def lora_rank_slot(rank: int) -> int:
+    """The smallest max_lora_rank vLLM accepts that holds an adapter of this rank."""
+    for slot in LORA_RANKS:
+        if rank <= slot:
+            return slot
+    raise AdapterError(f"adapter_config.json: r={rank} is above vLLM's largest max_lora_rank {LORA_RANKS[-1]}; "
+                       "retrain with a smaller train.lora_r")
+
+
+def adapter_rank(adapter_dir: str | Path) -> int:
+    """The adapter's LoRA rank (the largest, if ranks differ per module); refuses what vLLM cannot serve."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("modules_to_save"):
+        raise AdapterError(f"{path}: modules_to_save={config['modules_to_save']} cannot be served by vLLM "
+                           "(vllm#9280); retrain without it")
+    return max([int(config.get("r", 8)), *map(int, (config.get("rank_pattern") or {}).values())])
+
+
+def engine_kwargs(base_path: str, revision: str | None, adapter_dir: str | Path, context: int,
+                  max_num_seqs: int, dtype: str = "auto", tensor_parallel_size: int = 1) -> dict:
+    """Engine keyword arguments (vllm.LLM and AsyncEngineArgs take the same) for the adapter's base with LoRA."""
+    return {
+        "model": base_path,
+        "revision": revision,
+        "tokenizer": str(adapter_dir),  # the adapter's tokenizer: the one whose template built the prompt
+        "enable_lora": True,
+        "max_loras": 1,
+        "max_lora_rank": lora_rank_slot(adapter_rank(adapter_dir)),
+        "max_model_len": context,
+        "max_num_seqs": max_num_seqs,
+        "dtype": dtype,  # model.device's policy, as the HF path loads it
+        "tensor_parallel_size": tensor_parallel_size,
+        "seed": 0,
+    }
+
+
+def available() -> bool:
+    """vLLM can run here: a CUDA GPU and the vllm package."""
+    import torch
+
+    return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
+
+
+def require(setting: str) -> None:
+    if not available():
+        raise HardwareError(f"{setting}: vllm needs a CUDA GPU and the vllm package (`pip install -r "
+                            f"requirements-gpu.txt`); on this machine set {setting}: hf (or auto)")
+
+
+def generate_offline(adapter_dir: Path, base_path: str, revision: str | None, context: int, requests: list,
+                     end_ids: set[int], tensor_parallel_size: int, max_num_seqs: int) -> dict[str, list]:
+    """{"base": completions, "tuned": completions} for SamplingRequests, through vLLM's offline engine."""
+    from vllm import LLM, SamplingParams  # pragma: no cover - needs a GPU and vllm
+    from vllm.lora.request import LoRARequest
+
+    from vietlegal.model.decoding import LENGTH, STOP, Completion
+    from vietlegal.model.device import dtype_name, inference_dtype
+    from vietlegal.model.sampling import vllm_sampling_kwargs
+
+    llm = LLM(**engine_kwargs(base_path, revision, adapter_dir, context, max_num_seqs,
+                              dtype_name(inference_dtype("cuda")), tensor_parallel_size))
+    prompts = [{"prompt_token_ids": list(r.prompt_ids)} for r in requests]
+    params = [SamplingParams(**vllm_sampling_kwargs(r, end_ids)) for r in requests]
+    lora = LoRARequest("adapter", 1, str(adapter_dir))
+
+    def completions(outputs) -> list:
+        done = []
+        for request, out in zip(requests, outputs):
+            choice = out.outputs[0]
+            done.append(Completion(choice.text, list(choice.token_ids), LENGTH if choice.finish_reason == "length" else STOP,
+                                   len(request.prompt_ids), len(choice.token_ids)))
+        return done
+
+    tuned = completions(llm.generate(prompts, params, lora_request=lora, use_tqdm=True))
+    base = completions(llm.generate(prompts, params, use_tqdm=True))
+    return {"base": base, "tuned": tuned}
