@@ -14,9 +14,11 @@ $(BIN)/python:
 # torch==2.13.0 is pinned in requirements.txt: a loose pin would pull several GB of CUDA wheels.
 install: $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt -e .
+	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt -e .
+	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
 
 pipeline: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro

@@ -91,6 +91,23 @@ def tiny_adapter(tmp_path_factory, tiny_base) -> Path:
     return out
 
 
+def _work_tree_status() -> set[str]:
+    import subprocess
+
+    done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True,
+                          text=True)
+    return set(done.stdout.splitlines()) if done.returncode == 0 else set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _work_tree_untouched():
+    """No test writes into the checkout (a stage run with its default paths would: they are relative to it)."""
+    before = _work_tree_status()
+    yield
+    written = sorted(_work_tree_status() - before)
+    assert not written, f"tests wrote into the work tree: {written}"
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     # Nothing in the test suite may reach a hub.
@@ -106,6 +123,7 @@ serve:
   max_body_bytes: 20000
   queue_timeout: 120
   cpu_threads: 1
+  cors_origins: ["http://localhost:3000"]
 """
 
 

@@ -191,9 +191,12 @@ class ServeConfig:
     cpu_threads: int | None = None  # hf on CPU: torch threads for decoding (null: torch's default, all cores)
     backend: str = "hf"  # hf (CPU or GPU, batched generate) | vllm (GPU, continuous batching)
     tensor_parallel_size: int = 1  # vllm: GPUs one model is split over
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (preflight needs no key)
+    max_queued: int = 64  # requests waiting for the model beyond this get 429 with Retry-After
 
     def __post_init__(self) -> None:
-        _at_least("serve", self, ("tensor_parallel_size",), 1)
+        object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        _at_least("serve", self, ("tensor_parallel_size", "max_queued"), 1)
         if self.backend not in SERVE_BACKENDS:
             raise ConfigError(f"serve.backend {self.backend!r} is not one of {', '.join(SERVE_BACKENDS)}")
         _at_least("serve", self, ("max_batch_size", "max_new_tokens", "max_body_bytes", "cpu_threads"), 1)

@@ -84,3 +84,28 @@ def test_console_script_exit_code(tmp_path):
     assert done.returncode == 2
     assert f"{preds}:1: missing field 'prediction'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_structured_legal_answers_are_scored_by_their_citations(tmp_path):
+    """A prediction in the legal-answer schema (what a client gets with it as its response_format) is read as
+    its answer plus its citations: the right provisions as data score the same citation F1 as in prose."""
+    from vietlegal.metrics import structured_answer
+
+    reference = "Theo khoản 1 Điều 139 Bộ luật Lao động 2019 và Điều 5 Nghị định 145/2020/NĐ-CP, nghỉ 6 tháng."
+    good = {"answer": "Lao động nữ được nghỉ thai sản 6 tháng.", "citations": [
+        {"instrument": "Bộ luật Lao động", "number": "45/2019/QH14", "year": 2019, "article": 139, "clause": 1},
+        {"instrument": "Nghị định", "number": "145/2020/NĐ-CP", "year": 2020, "article": 5, "clause": None}]}
+    wrong = {"answer": "Nghỉ 6 tháng.", "citations": [
+        {"instrument": "Bộ luật Lao động", "number": None, "year": 2012, "article": 157, "clause": None}]}
+    assert structured_answer.as_text(json.dumps(good, ensure_ascii=False)).endswith(
+        "Căn cứ: khoản 1 Điều 139 Bộ luật Lao động 2019; Điều 5 Nghị định 145/2020/NĐ-CP.")
+    assert structured_answer.as_text("Theo Điều 139 ...") is None and structured_answer.as_text('{"answer": 1}') is None
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("\n".join(json.dumps({"prediction": json.dumps(p, ensure_ascii=False), "reference": reference},
+                                          ensure_ascii=False) for p in (good, wrong)) + "\n", encoding="utf-8")
+    out = tmp_path / "s.json"
+    assert cli.main(["score", "--predictions", str(preds), "--out", str(out)]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["structured_answers"] == 2
+    metrics = report["prediction"]
+    assert (metrics["citations_correct"], metrics["citations_cited"], metrics["citations_expected"]) == (2, 3, 4)

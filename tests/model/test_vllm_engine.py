@@ -96,6 +96,8 @@ def fake_vllm(tmp_path, monkeypatch):
     (package / "lora").mkdir(parents=True)
     (package / "__init__.py").write_text(FAKE_VLLM, encoding="utf-8")
     (package / "lora" / "__init__.py").write_text("", encoding="utf-8")
+    (package / "sampling_params.py").write_text(
+        "class StructuredOutputsParams:\n    def __init__(self, **kwargs):\n        self.kwargs = kwargs\n", encoding="utf-8")
     (package / "lora" / "request.py").write_text(
         "class LoRARequest:\n    def __init__(self, name, id, path):\n        self.name, self.id, self.path = name, id, path\n",
         encoding="utf-8")

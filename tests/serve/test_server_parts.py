@@ -59,7 +59,8 @@ def test_valid_request_becomes_a_job_with_the_training_prompt(validator, tiny_to
                             "top_p": 0.5, "stop": "Điều", "seed": 3})
     assert job.sampling.prompt_ids == chat.encode_prompt(tiny_tokenizer, chat.with_system(QUESTION, "Hệ thống."))
     assert (job.sampling.max_new_tokens, job.sampling.temperature, job.sampling.top_p, job.sampling.stop, job.sampling.seed) == (5, 0.0, 0.5, ["Điều"], 3)
-    assert set(job.payload()) == {"id", "prompt_ids", "max_new_tokens", "temperature", "top_p", "stop", "seed"}
+    assert set(job.payload()) == {"id", "prompt_ids", "max_new_tokens", "temperature", "top_p", "stop", "seed",
+                                  "json_schema", "json_object"}
 
 
 def test_defaults_follow_openai_and_the_serve_config(validator):

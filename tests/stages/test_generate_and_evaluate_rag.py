@@ -82,7 +82,8 @@ def test_both_stages_are_off_unless_rag_enabled(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("rag:\n  enabled: false\n", encoding="utf-8")
     out, metrics = tmp_path / "answers_rag.jsonl", tmp_path / "rag.json"
-    assert generate_rag.main(["--params", str(params), "--out", str(out)]) == 0
+    assert generate_rag.main(["--params", str(params), "--out", str(out), "--meta", str(tmp_path / "meta.json")]) == 0
     assert out.read_text(encoding="utf-8") == ""
+    assert json.loads((tmp_path / "meta.json").read_text(encoding="utf-8"))["backend"] is None
     assert evaluate_rag.main(["--params", str(params), "--metrics", str(metrics)]) == 0
     assert json.loads(metrics.read_text(encoding="utf-8")) == {"enabled": False}

@@ -124,7 +124,8 @@ def test_grades_retries_counts_and_caches(server, tmp_path, answers):
 
     body = server.requests[0]
     assert body["temperature"] == 0 and body["model"] == "judge-a"
-    assert body["response_format"] == {"type": "json_object"}
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["schema"]["required"] == [*llm_judge.AXES, "rationale"]
     assert REF in body["messages"][-1]["content"] and "accuracy" in body["messages"][0]["content"]
 
     verdicts = [json.loads(line) for line in (tmp_path / "verdicts.jsonl").read_text(encoding="utf-8").splitlines()]

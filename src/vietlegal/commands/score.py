@@ -4,6 +4,8 @@ Each line is an object with string fields `prediction` and `reference` (say, ano
 or with `--references FILE`, predictions and references come from two files, line by line. The JSON
 written has the layout of metrics/eval.json: {"<field>": {metric: value}, "signatures": {...}}, so
 `--prediction-field tuned` on data/generated/answers.jsonl gives the same numbers as the `tuned` block.
+A prediction that is a structured legal answer (JSON per resources/legal_answer.schema.json, what a client gets
+with that schema as its response_format) is scored as its answer plus its citations, read from the JSON.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from vietlegal import jsonl
 from vietlegal.errors import PredictionsError
+from vietlegal.metrics import structured_answer
 from vietlegal.metrics.scoring import METRIC_NAMES, score_all
 from vietlegal.params import EvaluateConfig
 
@@ -78,10 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chrf-word-order", type=int, default=defaults.chrf_word_order, help="2 = chrF++")
     args = ap.parse_args(argv)
     predictions, references = pair_up(args.predictions, args.references, args.prediction_field, args.reference_field)
+    # A structured legal answer (response_format with resources/legal_answer.schema.json) is scored as its
+    # answer plus its citations written out; free text as it is.
+    read = [structured_answer.as_text(p) for p in predictions]
+    structured = sum(r is not None for r in read)
+    predictions = [r if r is not None else p for r, p in zip(read, predictions)]
     scored = score_all(predictions, references, args.bleu_tokenize, args.chrf_word_order)
     print(table(args.prediction_field, scored["metrics"], scored["signatures"]))
+    if structured:
+        print(f"structured answers (answer + citations): {structured} of {len(predictions)}")
     if args.out:
-        report = {args.prediction_field: scored["metrics"], "signatures": scored["signatures"], "predictions": str(args.predictions)}
+        report = {args.prediction_field: scored["metrics"], "signatures": scored["signatures"],
+                  "predictions": str(args.predictions), "structured_answers": structured}
         jsonl.write_json(args.out, report)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -44,6 +44,20 @@ RUBRICS = {
 
 OK, UNPARSEABLE, FAILED, EMPTY = "ok", "unparseable", "failed", "empty"
 
+# The verdict's shape, asked for as a json_schema response format: vLLM and this project's server enforce it by
+# constrained decoding, OpenAI follows it. Scores are enumerated (0-10) and the rationale bounded, so even a
+# small model under the grammar finishes a verdict; not `strict`, because OpenAI's strict subset has no length
+# bounds.
+VERDICT_SCHEMA = {
+    "type": "object",
+    "properties": {**{axis: {"type": "integer", "enum": list(range(11))} for axis in AXES},
+                   "rationale": {"type": "string", "maxLength": 300}},
+    "required": [*AXES, "rationale"],
+    "additionalProperties": False,
+}
+RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": VERDICT_SCHEMA, "strict": False}}
+MAX_VERDICT_TOKENS = 512  # room for the scores and a 300-character rationale
+
 
 @dataclass
 class Verdict:
@@ -165,7 +179,8 @@ class Judge:
         for attempt in range(self.cfg.max_retries + 1):
             try:
                 reply = self.client.chat.completions.create(
-                    model=self.cfg.model, messages=messages, temperature=0, response_format={"type": "json_object"},
+                    model=self.cfg.model, messages=messages, temperature=0, response_format=RESPONSE_FORMAT,
+                    max_completion_tokens=MAX_VERDICT_TOKENS,
                 )
                 return reply.choices[0].message.content or "", attempt + 1, ""
             except fatal as exc:

@@ -48,15 +48,19 @@ def context_window(config) -> int:
     return int(getattr(config, "max_position_embeddings", 0) or 2048)
 
 
-def context_of(base: ResolvedBase) -> int:
-    """The context window of a base model, read from its config alone (no weights loaded)."""
+def config_of(base: ResolvedBase):
+    """The base model's config alone (no weights loaded)."""
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(base.path, **base.hub_kwargs())
+        return AutoConfig.from_pretrained(base.path, **base.hub_kwargs())
     except OSError as exc:
         raise BaseModelError(f"could not read the config of base model {base.model_id!r}: {exc}") from exc
-    return context_window(config)
+
+
+def context_of(base: ResolvedBase) -> int:
+    """The context window of a base model, read from its config."""
+    return context_window(config_of(base))
 
 
 def load_tokenizer(base: ResolvedBase):

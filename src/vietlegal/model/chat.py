@@ -7,6 +7,7 @@ always encoded with `add_special_tokens=False` (a second BOS is the classic sile
 """
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 
 from vietlegal.errors import ChatError
@@ -27,7 +28,7 @@ def check_messages(messages: object) -> list[dict]:
             raise ChatError(f"messages[{i}]: must be an object with 'role' and 'content'")
         role, content = m.get("role"), m.get("content")
         if role not in ROLES:
-            raise ChatError(f"messages[{i}].role: {role!r} is not one of {', '.join(ROLES)}")
+            raise ChatError(f"messages[{i}].role: {reprlib.repr(role)} is not one of {', '.join(ROLES)}")
         if not isinstance(content, str):
             raise ChatError(f"messages[{i}].content: must be a string")
         if role == "system" and i != 0:

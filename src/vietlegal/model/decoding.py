@@ -85,6 +85,7 @@ class _Sequence:
     prefix_offset: int = 0  # token_ids[prefix_offset:read_offset] decode to the end of `text`
     read_offset: int = 0
     emitted: str = ""  # text already handed out in deltas
+    matcher: object = None  # response_format: the sequence's grammar state (model.structure.Matcher)
 
 
 class Stream:
@@ -106,7 +107,7 @@ class Stream:
         for r in requests:
             check(r, context)
         self.rows = [
-            _Sequence(i, r, min(r.max_new_tokens, context - len(r.prompt_ids)), self._generator(r))
+            _Sequence(i, r, min(r.max_new_tokens, context - len(r.prompt_ids)), self._generator(r), matcher=self._matcher(r))
             for i, r in enumerate(requests)
         ]
         self._cancelled: set[int] = set()
@@ -124,6 +125,15 @@ class Stream:
 
     def __next__(self) -> list[Delta]:
         return next(self._steps)
+
+    def _matcher(self, request: SamplingRequest):
+        if request.json_schema is None and not request.json_object:
+            return None
+        from vietlegal.model import structure
+
+        vocab = self.model.config.vocab_size
+        grammar = structure.compile_for(self.tokenizer, vocab, self.end_ids, request.json_schema, request.json_object)
+        return structure.Matcher(grammar, vocab, structure.control_tokens(self.tokenizer, vocab, tuple(sorted(self.end_ids))))
 
     def _generator(self, request: SamplingRequest) -> torch.Generator | None:
         if request.temperature == 0:
@@ -177,6 +187,9 @@ class Stream:
         return out.logits[:, -1, :].float()
 
     def _sample(self, logits: torch.Tensor, rows: list[_Sequence]) -> list[int]:
+        for k, row in enumerate(rows):
+            if row.matcher is not None:
+                row.matcher.mask(logits[k:k + 1])
         greedy = logits.argmax(dim=-1).tolist()
         out = []
         for k, row in enumerate(rows):
@@ -189,6 +202,8 @@ class Stream:
 
     def _advance(self, row: _Sequence, token: int) -> Delta:
         row.token_ids.append(token)
+        if row.matcher is not None and token not in self.end_ids:
+            row.matcher.accept(token)
         if token in self.end_ids:
             return self._finish(row, STOP, row.text + self._pending(row, len(row.token_ids) - 1), token)
         searched_to = len(row.text)

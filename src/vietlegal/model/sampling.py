@@ -1,6 +1,6 @@
 """The one sampling request: what every decoder (the HF loop, vLLM) is asked to do, and its conversions.
 
-    SamplingRequest(prompt_ids, max_new_tokens, temperature, top_p, stop, seed)
+    SamplingRequest(prompt_ids, max_new_tokens, temperature, top_p, stop, seed, json_schema, json_object)
       .as_payload() / from_payload()   the server's queue message (a plain dict of these fields)
       check(request, context)          the limits every backend shares (GenerationError naming the field)
       vllm_sampling_kwargs(...)        vLLM's SamplingParams keyword arguments
@@ -11,6 +11,7 @@ the server's parser and both workers all pass this type.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ class SamplingRequest:
     top_p: float = 1.0
     stop: Sequence[str] = ()
     seed: int | None = None  # with temperature > 0: same seed, same sample
+    json_schema: str | None = None  # response_format json_schema: the answer is JSON valid against it (compact text)
+    json_object: bool = False  # response_format json_object: the answer is a JSON object
 
     def as_payload(self) -> dict:
         return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
@@ -53,8 +56,9 @@ def check(request: SamplingRequest, context: int) -> None:
 
 
 def vllm_sampling_kwargs(request: SamplingRequest, end_ids: set[int]) -> dict:
-    """vllm.SamplingParams keyword arguments with the same meaning as the HF loop's decoding."""
-    return {
+    """vllm.SamplingParams keyword arguments with the same meaning as the HF loop's decoding; a structure comes as
+    the keyword arguments of vllm's StructuredOutputsParams (`model.vllm_engine.sampling_params` builds both)."""
+    kwargs = {
         "max_tokens": request.max_new_tokens,
         "temperature": request.temperature,  # 0 is greedy in vLLM too
         "top_p": request.top_p,
@@ -63,3 +67,8 @@ def vllm_sampling_kwargs(request: SamplingRequest, end_ids: set[int]) -> dict:
         "stop_token_ids": sorted(end_ids),
         "skip_special_tokens": True,
     }
+    if request.json_schema is not None:
+        kwargs["structured_outputs"] = {"json": json.loads(request.json_schema)}
+    elif request.json_object:
+        kwargs["structured_outputs"] = {"json_object": True}
+    return kwargs

@@ -69,20 +69,32 @@ def require(setting: str) -> None:
                             f"requirements-gpu.txt`); on this machine set {setting}: hf (or auto)")
 
 
+def sampling_params(request, end_ids: set[int]):
+    """vllm.SamplingParams for a SamplingRequest: `sampling.vllm_sampling_kwargs`, the structure as vLLM's object."""
+    from vllm import SamplingParams  # pragma: no cover - needs vllm
+    from vllm.sampling_params import StructuredOutputsParams
+
+    from vietlegal.model.sampling import vllm_sampling_kwargs
+
+    kwargs = vllm_sampling_kwargs(request, end_ids)
+    if "structured_outputs" in kwargs:
+        kwargs["structured_outputs"] = StructuredOutputsParams(**kwargs["structured_outputs"])
+    return SamplingParams(**kwargs)
+
+
 def generate_offline(adapter_dir: Path, base_path: str, revision: str | None, context: int, requests: list,
                      end_ids: set[int], tensor_parallel_size: int, max_num_seqs: int) -> dict[str, list]:
     """{"base": completions, "tuned": completions} for SamplingRequests, through vLLM's offline engine."""
-    from vllm import LLM, SamplingParams  # pragma: no cover - needs a GPU and vllm
+    from vllm import LLM  # pragma: no cover - needs a GPU and vllm
     from vllm.lora.request import LoRARequest
 
     from vietlegal.model.decoding import LENGTH, STOP, Completion
     from vietlegal.model.device import dtype_name, inference_dtype
-    from vietlegal.model.sampling import vllm_sampling_kwargs
 
     llm = LLM(**engine_kwargs(base_path, revision, adapter_dir, context, max_num_seqs,
                               dtype_name(inference_dtype("cuda")), tensor_parallel_size))
     prompts = [{"prompt_token_ids": list(r.prompt_ids)} for r in requests]
-    params = [SamplingParams(**vllm_sampling_kwargs(r, end_ids)) for r in requests]
+    params = [sampling_params(r, end_ids) for r in requests]
     lora = LoRARequest("adapter", 1, str(adapter_dir))
 
     def completions(outputs) -> list:

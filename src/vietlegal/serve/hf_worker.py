@@ -5,6 +5,7 @@ left-padded batch through `vietlegal.model.decoding`, yielding one `Piece` per r
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -34,6 +35,7 @@ class HFChatAPI(ChatAPI):
         # Fold the LoRA weights into the base (unquantized here): same outputs, no extra matmuls per layer.
         self.model = model.merge_and_unload().eval()
         self.tokenizer = model_info.load(self.adapter_dir).tokenizer  # the one the HTTP side encodes with
+        logger.info("inference worker pid=%d ready on %s", os.getpid(), device)
 
     def predict(self, jobs: list[dict], context: list[dict]) -> Iterator[list[Piece | None]]:
         yield from decode_batch(self.model, self.tokenizer, jobs, self.cancelled)

@@ -21,6 +21,7 @@ class ModelInfo:
     base: base_model.ResolvedBase
     tokenizer: object
     context: int
+    vocab_size: int  # the model's output vocabulary: what a grammar's token mask covers
     version: AdapterVersion
 
 
@@ -29,4 +30,6 @@ def load(adapter_dir: str | Path) -> ModelInfo:
     manifest = adapter.read_manifest(adapter_dir)
     base = base_model.resolve(manifest.base_model, manifest.base_revision)
     tokenizer = adapter.load_tokenizer(adapter_dir, base.model_id)
-    return ModelInfo(adapter_dir, manifest, base, tokenizer, base_model.context_of(base), adapter_version(adapter_dir))
+    config = base_model.config_of(base)
+    return ModelInfo(adapter_dir, manifest, base, tokenizer, base_model.context_window(config), int(config.vocab_size),
+                     adapter_version(adapter_dir))

@@ -26,6 +26,8 @@ class Metrics:
         self.ttft = Histogram("vietlegal_time_to_first_token_seconds", "Time from request to the first generated text", buckets=TTFT_BUCKETS, registry=r)
         self.tokens = Counter("vietlegal_generated_tokens", "Completion tokens generated", registry=r)
         self.prompt_tokens = Counter("vietlegal_prompt_tokens", "Prompt tokens processed", registry=r)
+        self.rejected = Counter("vietlegal_requests_rejected", "Requests refused before reaching the model, by reason",
+                                ["reason"], registry=r)
         self.in_flight = Gauge("vietlegal_requests_in_flight", "Chat requests accepted and not yet answered", registry=r)
         self.queue = Gauge("vietlegal_queue_depth", "Requests waiting for a batch slot in the inference queue", registry=r)
         self.queue.set_function(queue_depth)

@@ -25,9 +25,10 @@ TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_fo
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 type_: str | None = None):
+                 type_: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+        self.headers = headers or {}
         self.type = type_ or TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
     def body(self) -> dict:
@@ -37,8 +38,8 @@ class ApiError(Exception):
         return f"data: {json.dumps(self.body(), ensure_ascii=False)}\n\n"
 
     def response(self) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+        headers = {**({"WWW-Authenticate": "Bearer"} if self.status == 401 else {}), **self.headers}
+        return JSONResponse(self.body(), status_code=self.status, headers=headers or None)
 
 
 def from_http(status: int, detail: object) -> ApiError:

@@ -40,10 +40,10 @@ CLIENT_CLOSED = 499  # nginx's code for "client closed request": logged, never s
 
 class ChatSpec(OpenAISpec):
     def __init__(self, validator: Validator, version: AdapterVersion, max_body_bytes: int, cancel_queue,
-                 base_model: str):
+                 base_model: str, max_queued: int = 64):
         super().__init__()
         self.validator, self.version, self.max_body_bytes = validator, version, max_body_bytes
-        self.cancel_queue, self.base_model = cancel_queue, base_model
+        self.cancel_queue, self.base_model, self.max_queued = cancel_queue, base_model, max_queued
         self.created = int(time.time())
         self._metrics: Metrics | None = None
 
@@ -107,6 +107,12 @@ class ChatSpec(OpenAISpec):
             raise
         record.stream, record.prompt_tokens = job.stream, len(job.sampling.prompt_ids)
         record.retrieved = job.retrieved_provisions
+        if self.request_queue.qsize() >= self.max_queued:
+            # Told at once to come back, rather than waiting up to serve.queue_timeout for a slot.
+            self.metrics.rejected.labels("queue_full").inc()
+            record.status = 429
+            self._close(record)
+            return queue_full(self.max_queued).response()
         pieces = self._submit(job)
         if job.stream:
             return StreamingResponse(self._sse(job, pieces, record), media_type="text/event-stream",
@@ -214,6 +220,12 @@ class ChatSpec(OpenAISpec):
     def _close(self, record: RequestRecord) -> None:
         self.metrics.in_flight.dec()
         record.close(self.metrics)
+
+
+def queue_full(max_queued: int) -> ApiError:
+    return ApiError(429, f"the server is busy: {max_queued} requests are already waiting for the model "
+                         "(serve.max_queued); retry after a second", None, "queue_full",
+                    headers={"Retry-After": "1"})
 
 
 class _Chunks:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import multiprocessing as mp
 
 import litserve as ls
+from starlette.middleware.cors import CORSMiddleware
 from litserve.loops import BatchedStreamingLoop
 
 from vietlegal.errors import ConfigError, HardwareError
@@ -23,9 +24,9 @@ def build(info: ModelInfo, cfg: ServeConfig, api_key: str | None, system_prompt:
           grounder=None) -> ls.LitServer:
     """`grounder`: vietlegal.serve.grounding's retrieval step (None: answer closed-book)."""
     validator = Validator(info.tokenizer, info.context, cfg.max_new_tokens, (info.version.model_id, MODEL_ALIAS),
-                          system_prompt, grounder)
+                          system_prompt, grounder, info.vocab_size)
     cancel_queue = mp.get_context("spawn").Queue()  # HTTP process -> worker: ids of requests whose client left
-    spec = ChatSpec(validator, info.version, cfg.max_body_bytes, cancel_queue, info.base.model_id)
+    spec = ChatSpec(validator, info.version, cfg.max_body_bytes, cancel_queue, info.base.model_id, cfg.max_queued)
     api, accelerator, devices = make_api(cfg, str(info.adapter_dir), api_key, cancel_queue, spec)
     server = ls.LitServer(
         api,
@@ -34,12 +35,22 @@ def build(info: ModelInfo, cfg: ServeConfig, api_key: str | None, system_prompt:
         workers_per_device=1,  # one copy of the model; concurrency comes from batching
         fast_queue=True,  # ZMQ for worker -> HTTP messages: no manager round trip per streamed piece
         timeout=cfg.queue_timeout,
-        middlewares=[(BodyLimit, {"max_bytes": cfg.max_body_bytes})],
+        middlewares=middlewares(cfg),
         model_metadata={"model": info.version.model_id, "base": info.base.model_id,
                         "adapter_version": info.version.hash, "version_source": info.version.source},
     )
     protocol.install(server.app)
     return server
+
+
+def middlewares(cfg: ServeConfig) -> list[tuple[type, dict]]:
+    """The body limit, and CORS for the origins in serve.cors_origins: a browser's preflight is answered here,
+    before the routes, so it needs no key; the request that follows still does."""
+    found: list[tuple[type, dict]] = [(BodyLimit, {"max_bytes": cfg.max_body_bytes})]
+    if cfg.cors_origins:
+        found.append((CORSMiddleware, {"allow_origins": list(cfg.cors_origins), "allow_methods": ["GET", "POST"],
+                                       "allow_headers": ["Authorization", "Content-Type"], "max_age": 600}))
+    return found
 
 
 def make_api(cfg: ServeConfig, adapter_dir: str, api_key: str | None, cancel_queue,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from vietlegal.model.sampling import SamplingRequest, vllm_sampling_kwargs
-from vietlegal.model.vllm_engine import engine_kwargs
+from vietlegal.model.vllm_engine import engine_kwargs, sampling_params
 from vietlegal.serve.protocol import Piece
 from vietlegal.serve.worker import ChatAPI
 
@@ -52,9 +52,7 @@ class VLLMChatAPI(ChatAPI):
         self.lora = LoRARequest(ADAPTER_NAME, 1, self.adapter_dir)
 
     async def predict(self, job: dict) -> AsyncIterator[Piece]:  # pragma: no cover - needs a GPU and vllm
-        from vllm import SamplingParams
-
-        params = SamplingParams(**sampling_kwargs(job, self.end_ids))
+        params = sampling_params(SamplingRequest.from_payload(job), self.end_ids)
         prompt = {"prompt_token_ids": job["prompt_ids"]}
         sent, first = 0, True
         async for out in self.engine.generate(prompt, params, job["id"], lora_request=self.lora):

@@ -1,0 +1,99 @@
+"""What a browser and a burst get from the real server: CORS preflight without a key, real requests still
+needing it; a full queue answered at once with 429 and Retry-After, counted in /metrics."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from tests.conftest import SERVE_TEST_PARAMS
+
+pytestmark = pytest.mark.slow
+ORIGIN = "http://localhost:3000"  # in the live server's serve.cors_origins
+BODY = json.dumps({"messages": [{"role": "user", "content": "Tuổi kết hôn?"}], "max_tokens": 2}).encode()
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, **headers) -> tuple[int, dict, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request(method, path, body, {k.replace("_", "-"): v for k, v in headers.items()})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def test_a_browser_preflight_is_answered_without_a_key(live_server):
+    status, headers, _ = request(live_server.port, "OPTIONS", "/v1/chat/completions", Origin=ORIGIN,
+                                 Access_Control_Request_Method="POST",
+                                 Access_Control_Request_Headers="authorization, content-type")
+    assert status == 200 and headers["access-control-allow-origin"] == ORIGIN
+    assert "POST" in headers["access-control-allow-methods"]
+    assert "authorization" in headers["access-control-allow-headers"].lower()
+
+
+def test_the_request_after_the_preflight_still_needs_the_key(live_server):
+    status, headers, body = request(live_server.port, "POST", "/v1/chat/completions", BODY, Origin=ORIGIN,
+                                    Content_Type="application/json")
+    assert status == 401 and json.loads(body)["error"]["code"] == "invalid_api_key"
+    assert headers["access-control-allow-origin"] == ORIGIN, "the browser can read the error"
+    status, headers, _ = request(live_server.port, "POST", "/v1/chat/completions", BODY, Origin=ORIGIN,
+                                 Content_Type="application/json", Authorization="Bearer test-key")
+    assert status == 200 and headers["access-control-allow-origin"] == ORIGIN
+
+
+def test_an_origin_not_configured_gets_no_cors_grant(live_server):
+    status, headers, _ = request(live_server.port, "OPTIONS", "/v1/chat/completions", Origin="http://evil.example",
+                                 Access_Control_Request_Method="POST")
+    assert status == 400 and "access-control-allow-origin" not in headers
+
+
+@pytest.fixture
+def one_slot_server(tmp_path, pulled_adapter):
+    """A server that takes one request at a time and lets one more wait."""
+    from vietlegal.serve.process import ServerProcess
+
+    clone, _ = pulled_adapter
+    params = tmp_path / "params.yaml"
+    params.write_text(SERVE_TEST_PARAMS.replace("max_batch_size: 8", "max_batch_size: 1") + "  max_queued: 1\n",
+                      encoding="utf-8")
+    with ServerProcess("models/adapter", tmp_path / "server.log", api_key="test-key", params=params, cwd=clone,
+                       env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}) as server:
+        yield server
+
+
+def metric(port: int, name: str) -> float:
+    _, _, body = request(port, "GET", "/metrics", Authorization="Bearer test-key")
+    found = re.search(rf"^{re.escape(name)} (\S+)$", body.decode(), flags=re.M)
+    return float(found[1]) if found else 0.0
+
+
+def test_a_burst_past_max_queued_gets_429_with_retry_after_and_is_counted(one_slot_server):
+    """Deterministic: the inference worker is frozen (SIGSTOP), so what is sent waits in the queue."""
+    server = one_slot_server
+    worker = int(re.search(r"inference worker pid=(\d+)", server.log_text())[1])
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        waiting = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        waiting.request("POST", "/v1/chat/completions", BODY,
+                        {"Authorization": "Bearer test-key", "Content-Type": "application/json"})
+        deadline = time.monotonic() + 30
+        while metric(server.port, "vietlegal_queue_depth") < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert metric(server.port, "vietlegal_queue_depth") == 1, "the first request waits for the frozen worker"
+        status, headers, body = request(server.port, "POST", "/v1/chat/completions", BODY,
+                                        Authorization="Bearer test-key", Content_Type="application/json")
+        error = json.loads(body)["error"]
+        assert status == 429 and headers["retry-after"] == "1" and error["code"] == "queue_full"
+        assert "serve.max_queued" in error["message"]
+        assert metric(server.port, 'vietlegal_requests_rejected_total{reason="queue_full"}') == 1
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    answer = waiting.getresponse()
+    assert answer.status == 200, "the waiting request is answered once the worker runs again"
+    waiting.close()
