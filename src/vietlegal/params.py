@@ -184,7 +184,7 @@ class ServeConfig:
     host: str = "127.0.0.1"  # LitServe binds 127.0.0.1, 0.0.0.0 or ::
     port: int = 8000
     max_batch_size: int = 16  # hf: requests decoded together; vllm: max concurrent sequences
-    batch_timeout: float = 0.05  # seconds LitServe waits to fill a batch
+    batch_timeout: float = 0.05  # unused by hf (continuous batching never waits); kept so params files stay valid
     max_new_tokens: int = 256  # default when a request sets no max_tokens (a request may ask up to the context)
     max_body_bytes: int = 1_000_000  # larger bodies get 413
     queue_timeout: float = 300.0  # seconds a request may wait for a batch slot before 504

@@ -177,3 +177,34 @@ def test_generate_with_batch_size_keeps_request_order(model, tokenizer, prompts)
     assert [c.completion_tokens for c in done] == [4 + i for i in range(len(prompts))]
     assert [c.prompt_tokens for c in done] == [len(p) for p in prompts]
     assert seen == [2, 2, 1]
+
+
+def test_a_request_joining_a_running_batch_answers_as_it_would_alone(model, tokenizer, prompts):
+    """Continuous batching: a request added while others decode starts at the next step, its prompt prefilled and
+    its cache merged (left-padded) into the batch's; greedy and seeded answers are the ones it gets alone."""
+    greedy = Request(prompts[2], max_new_tokens=10)
+    sampled = Request(prompts[3], max_new_tokens=8, temperature=1.0, seed=5)
+    alone = [decoding.generate(model, tokenizer, [r])[0] for r in (greedy, sampled)]
+    first = [Request(prompts[0], max_new_tokens=12), Request(prompts[1], max_new_tokens=6)]
+    first_alone = [decoding.generate(model, tokenizer, [r])[0] for r in first]
+    stream = decoding.stream(model, tokenizer, first)
+    finals, joined, steps = {}, [], 0
+    for deltas in stream:
+        steps += 1
+        if steps in (2, 4):  # one while both run, one after the shorter may have ended
+            joined += stream.add([greedy if steps == 2 else sampled])
+        for d in deltas:
+            if d.completion is not None:
+                finals[d.index] = d.completion
+    assert joined == [2, 3] and set(finals) == {0, 1, 2, 3}
+    assert [finals[i].token_ids for i in joined] == [c.token_ids for c in alone]
+    assert [finals[i].token_ids for i in (0, 1)] == [c.token_ids for c in first_alone]
+
+
+def test_a_request_joining_after_the_batch_emptied_starts_a_new_one(model, tokenizer, prompts):
+    stream = decoding.stream(model, tokenizer, [Request(prompts[0], max_new_tokens=1)])
+    deltas = next(stream)
+    assert deltas[0].finish_reason is not None
+    [index] = stream.add([Request(prompts[1], max_new_tokens=3)])
+    done = [d for step in stream for d in step if d.completion is not None]
+    assert [d.index for d in done] == [index] and done[0].completion.completion_tokens <= 3

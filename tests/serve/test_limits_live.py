@@ -74,18 +74,23 @@ def metric(port: int, name: str) -> float:
 
 
 def test_a_burst_past_max_queued_gets_429_with_retry_after_and_is_counted(one_slot_server):
-    """Deterministic: the inference worker is frozen (SIGSTOP), so what is sent waits in the queue."""
+    """Deterministic: the inference worker is frozen (SIGSTOP), so what is sent waits. A frozen worker may already
+    be inside its blocking get, which then takes the first request off the queue; so requests are sent one by one
+    until one waits in the queue (at most two), and the next must be refused."""
     server = one_slot_server
     worker = int(re.search(r"inference worker pid=(\d+)", server.log_text())[1])
     os.kill(worker, signal.SIGSTOP)
+    waiting = []
     try:
-        waiting = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        waiting.request("POST", "/v1/chat/completions", BODY,
-                        {"Authorization": "Bearer test-key", "Content-Type": "application/json"})
-        deadline = time.monotonic() + 30
-        while metric(server.port, "vietlegal_queue_depth") < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert metric(server.port, "vietlegal_queue_depth") == 1, "the first request waits for the frozen worker"
+        while metric(server.port, "vietlegal_queue_depth") < 1 and len(waiting) < 2:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+            conn.request("POST", "/v1/chat/completions", BODY,
+                         {"Authorization": "Bearer test-key", "Content-Type": "application/json"})
+            waiting.append(conn)
+            deadline = time.monotonic() + 3
+            while metric(server.port, "vietlegal_queue_depth") < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert metric(server.port, "vietlegal_queue_depth") == 1, "a request waits for the frozen worker"
         status, headers, body = request(server.port, "POST", "/v1/chat/completions", BODY,
                                         Authorization="Bearer test-key", Content_Type="application/json")
         error = json.loads(body)["error"]
@@ -94,6 +99,6 @@ def test_a_burst_past_max_queued_gets_429_with_retry_after_and_is_counted(one_sl
         assert metric(server.port, 'vietlegal_requests_rejected_total{reason="queue_full"}') == 1
     finally:
         os.kill(worker, signal.SIGCONT)
-    answer = waiting.getresponse()
-    assert answer.status == 200, "the waiting request is answered once the worker runs again"
-    waiting.close()
+    for conn in waiting:
+        assert conn.getresponse().status == 200, "the waiting requests are answered once the worker runs again"
+        conn.close()

@@ -128,18 +128,20 @@ def test_bearer_check():
 def test_a_job_that_cannot_run_does_not_fail_its_batch(tiny_base, tiny_tokenizer):
     from transformers import AutoModelForCausalLM
 
-    from vietlegal.serve.hf_worker import decode_batch
+    from vietlegal.serve.hf_loop import decode_all
 
     model = AutoModelForCausalLM.from_pretrained(tiny_base[0]).eval()
     prompt = chat.encode_prompt(tiny_tokenizer, QUESTION)
     job = dict(prompt_ids=prompt, max_new_tokens=4, temperature=0.0, top_p=1.0, stop=[], seed=None)
     jobs = [dict(job, id="good-1"), dict(job, id="bad", prompt_ids=[]), dict(job, id="gone"), dict(job, id="good-2")]
-    pieces = {j["id"]: [] for j in jobs}
-    for flush in decode_batch(model, tiny_tokenizer, jobs, lambda: {"gone"}):
-        assert len(flush) == len(jobs)
-        for j, piece in zip(jobs, flush):
-            if piece is not None:
-                pieces[j["id"]].append(piece)
+    pieces, ended = {j["id"]: [] for j in jobs}, []
+    for job_id, piece in decode_all(model, tiny_tokenizer, jobs, lambda: {"gone"}):
+        assert job_id not in ended, "nothing follows a request's end"
+        if piece is None:
+            ended.append(job_id)
+        else:
+            pieces[job_id].append(piece)
+    assert sorted(ended) == sorted(pieces), "every request ends, the bad and the cancelled ones too"
     assert "prompt_ids" in pieces["bad"][0].error
     assert pieces["gone"][-1].finish_reason == "cancelled"
     for good in ("good-1", "good-2"):

@@ -88,11 +88,55 @@ class _Sequence:
     matcher: object = None  # response_format: the sequence's grammar state (model.structure.Matcher)
 
 
+@dataclass
+class _Batch:
+    """The sequences decoding together: their KV cache, attention mask, next positions and next-token logits."""
+
+    active: list[_Sequence]
+    cache: object  # transformers.DynamicCache
+    mask: torch.Tensor
+    next_position: torch.Tensor
+    logits: torch.Tensor
+
+    def select(self, keep: list[int]) -> None:
+        index = torch.tensor(keep, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.next_position, self.logits = self.mask[index], self.next_position[index], self.logits[index]
+        self.active = [self.active[k] for k in keep]
+
+    def merged_into(self, running: _Batch | None) -> _Batch:
+        """This (just prefilled) batch joined to `running`: caches and masks left-padded to one width."""
+        if running is None:
+            return self
+        from transformers import DynamicCache
+
+        width = max(running.mask.shape[1], self.mask.shape[1])
+        cache = DynamicCache()
+        for layer, (a, b) in enumerate(zip(running.cache.layers, self.cache.layers)):
+            cache.update(torch.cat([_left_pad(a.keys, width), _left_pad(b.keys, width)]),
+                         torch.cat([_left_pad(a.values, width), _left_pad(b.values, width)]), layer)
+        mask = torch.cat([_left_pad(running.mask, width), _left_pad(self.mask, width)])
+        return _Batch(running.active + self.active, cache, mask, torch.cat([running.next_position, self.next_position]),
+                      torch.cat([running.logits, self.logits]))
+
+
+def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
+    """Zeros on the left of the sequence axis (-1 for a mask, -2 for keys and values) up to `width`."""
+    axis = -1 if t.dim() == 2 else -2
+    missing = width - t.shape[axis]
+    if missing == 0:
+        return t
+    shape = list(t.shape)
+    shape[axis] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=axis)
+
+
 class Stream:
     """Iterates one decoding step of a batch at a time, yielding a list of `Delta`s per step.
 
     `cancel(index)` drops a request before the next step (its last delta has finish_reason
-    "cancelled"); the remaining rows keep decoding on a smaller batch.
+    "cancelled"); the remaining rows keep decoding on a smaller batch. `add(requests)` joins new
+    requests at the next step (continuous batching): they start at once, without waiting for the batch.
     """
 
     def __init__(self, model, tokenizer, requests: Sequence[SamplingRequest]):
@@ -111,6 +155,7 @@ class Stream:
             for i, r in enumerate(requests)
         ]
         self._cancelled: set[int] = set()
+        self._joining: list[_Sequence] = list(self.rows)
         self._steps = self._run()
 
     def cancel(self, index: int) -> None:
@@ -142,18 +187,29 @@ class Stream:
         gen.manual_seed(request.seed if request.seed is not None else random.SystemRandom().getrandbits(63))
         return gen
 
+    def add(self, requests: Sequence[SamplingRequest]) -> list[int]:
+        """Join requests to the running batch at its next step (continuous batching); returns their indices.
+        Their prompts are prefilled together and their KV cache is merged, left-padded, into the batch's."""
+        context = context_length(self.model)
+        for r in requests:
+            check(r, context)
+        rows = [_Sequence(len(self.rows) + i, r, min(r.max_new_tokens, context - len(r.prompt_ids)), self._generator(r),
+                          matcher=self._matcher(r)) for i, r in enumerate(requests)]
+        self.rows += rows
+        self._joining += rows
+        return [row.index for row in rows]
+
     @torch.inference_mode()
     def _run(self) -> Iterator[list[Delta]]:
-        from transformers import DynamicCache
-
-        ids, mask = self._left_padded([r.request.prompt_ids for r in self.rows])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        active = list(self.rows)
-        logits = self._forward(ids, mask, positions, cache)
-        next_position = positions[:, -1] + 1
-        while active:
-            tokens = self._sample(logits, active)
+        batch: _Batch | None = None
+        while True:
+            if self._joining:
+                joining, self._joining = self._joining, []
+                batch = self._prefill(joining).merged_into(batch)
+            if batch is None:
+                return
+            active = batch.active
+            tokens = self._sample(batch.logits, active)
             deltas = [self._advance(row, token) for row, token in zip(active, tokens)]
             yield deltas
             keep = [k for k, d in enumerate(deltas) if d.finish_reason is None and active[k].index not in self._cancelled]
@@ -161,16 +217,24 @@ class Stream:
                 if deltas[k].finish_reason is None and k not in keep:
                     yield [self._finish(row, CANCELLED, "", row.token_ids[-1])]
             if not keep:
-                return
+                batch = None  # what joined meanwhile starts a new batch
+                continue
             if len(keep) < len(active):
-                index = torch.tensor(keep, device=self.device)
-                cache.batch_select_indices(index)
-                mask, next_position, tokens = mask[index], next_position[index], [tokens[k] for k in keep]
-                active = [active[k] for k in keep]
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+                batch.select(keep)
+                tokens = [tokens[k] for k in keep]
+            batch.mask = torch.cat([batch.mask, batch.mask.new_ones((len(batch.active), 1))], dim=1)
             step = torch.tensor(tokens, device=self.device).unsqueeze(1)
-            logits = self._forward(step, mask, next_position.unsqueeze(1), cache)
-            next_position = next_position + 1
+            batch.logits = self._forward(step, batch.mask, batch.next_position.unsqueeze(1), batch.cache)
+            batch.next_position = batch.next_position + 1
+
+    def _prefill(self, rows: list[_Sequence]) -> _Batch:
+        from transformers import DynamicCache
+
+        ids, mask = self._left_padded([r.request.prompt_ids for r in rows])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        logits = self._forward(ids, mask, positions, cache)
+        return _Batch(list(rows), cache, mask, positions[:, -1] + 1, logits)
 
     def _left_padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(map(len, prompts))

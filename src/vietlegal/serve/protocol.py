@@ -4,8 +4,8 @@ Errors: `{"error": {"message", "type", "param", "code"}}` for every failure. Fas
 `{"detail": ...}`; the openai client and vLLM-style tooling expect the nested object, so every error path
 (validation, auth, unknown route, body size, crashes) goes through `ApiError` or the handlers `install` adds.
 
-Pieces: LitServe's batched streaming loop moves the whole batch in lockstep, so every flush carries one item
-per request; a request with nothing new (or already finished) gets NOTHING ("").
+Pieces: what the inference worker sends for one request: the text since its last piece and, on its last, the
+finish reason and the token counts (or the error that ended it).
 """
 from __future__ import annotations
 
@@ -85,5 +85,3 @@ class Piece:
     def decode(cls, data: str) -> Piece | None:
         return cls(**json.loads(data)) if data else None
 
-
-NOTHING = ""  # the encoded form of "no piece for this request at this flush"

@@ -5,11 +5,11 @@ import multiprocessing as mp
 
 import litserve as ls
 from starlette.middleware.cors import CORSMiddleware
-from litserve.loops import BatchedStreamingLoop
 
 from vietlegal.errors import ConfigError, HardwareError
 from vietlegal.params import SERVE_BACKENDS, ServeConfig
 from vietlegal.serve import protocol
+from vietlegal.serve.hf_loop import HFLoop
 from vietlegal.serve.hf_worker import HFChatAPI
 from vietlegal.serve.limits import BodyLimit
 from vietlegal.serve.model_info import ModelInfo
@@ -57,10 +57,9 @@ def make_api(cfg: ServeConfig, adapter_dir: str, api_key: str | None, cancel_que
              spec: ChatSpec) -> tuple[ChatAPI, str, int | str]:
     """(the LitAPI for serve.backend, LitServe's accelerator, its devices)."""
     if cfg.backend == "hf":
-        # The batched loop even for max_batch_size 1, so predict always receives a list of jobs.
-        api = HFChatAPI(adapter_dir, api_key, cancel_queue, max_batch_size=cfg.max_batch_size,
-                        batch_timeout=cfg.batch_timeout, spec=spec, cpu_threads=cfg.cpu_threads,
-                        loop=BatchedStreamingLoop())
+        # Continuous batching (hf_loop.py): no batch window; max_batch_size bounds the sequences in flight.
+        api = HFChatAPI(adapter_dir, api_key, cancel_queue, max_batch_size=cfg.max_batch_size, spec=spec,
+                        cpu_threads=cfg.cpu_threads, loop=HFLoop())
         return api, "auto", "auto"
     if cfg.backend == "vllm":
         if not cuda_available():
