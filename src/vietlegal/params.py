@@ -193,6 +193,7 @@ class ServeConfig:
     tensor_parallel_size: int = 1  # vllm: GPUs one model is split over
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (preflight needs no key)
     max_queued: int = 64  # requests waiting for the model beyond this get 429 with Retry-After
+    drain_seconds: float = 30.0  # on SIGTERM: how long requests in flight may take to finish (new ones get 503)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
@@ -201,6 +202,7 @@ class ServeConfig:
             raise ConfigError(f"serve.backend {self.backend!r} is not one of {', '.join(SERVE_BACKENDS)}")
         _at_least("serve", self, ("max_batch_size", "max_new_tokens", "max_body_bytes", "cpu_threads"), 1)
         _at_least("serve", self, ("batch_timeout",), 0)
+        _at_least("serve", self, ("drain_seconds",), 0)
         if self.queue_timeout <= 0:
             raise ConfigError(f"serve.queue_timeout: must be positive, got {self.queue_timeout}")
         if not 0 <= self.port <= 65535:

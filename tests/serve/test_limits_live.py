@@ -102,3 +102,49 @@ def test_a_burst_past_max_queued_gets_429_with_retry_after_and_is_counted(one_sl
     for conn in waiting:
         assert conn.getresponse().status == 200, "the waiting requests are answered once the worker runs again"
         conn.close()
+
+
+@pytest.fixture
+def draining_server(tmp_path, pulled_adapter):
+    from vietlegal.serve.process import ServerProcess
+
+    clone, _ = pulled_adapter
+    params = tmp_path / "params.yaml"
+    params.write_text(SERVE_TEST_PARAMS + "  drain_seconds: 30\n", encoding="utf-8")
+    server = ServerProcess("models/adapter", tmp_path / "server.log", api_key="test-key", params=params, cwd=clone,
+                           env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_sigterm_lets_a_stream_finish_refuses_new_requests_with_503_and_exits_0(draining_server):
+    """Deterministic: the worker is frozen while the stream is in flight, so the stream is still open when the
+    server is told to stop and when the next request arrives; thawed, it finishes, and the server exits."""
+    server = draining_server
+    worker = int(re.search(r"inference worker pid=(\d+)", server.log_text())[1])
+    stream = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    stream.request("POST", "/v1/chat/completions", json.dumps(
+        {"messages": [{"role": "user", "content": "Tuổi kết hôn?"}], "max_tokens": 40, "stream": True}).encode(),
+        {"Authorization": "Bearer test-key", "Content-Type": "application/json"})
+    response = stream.getresponse()
+    assert response.status == 200 and response.readline().startswith(b"data: ")  # the stream has started
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        os.kill(server.proc.pid, signal.SIGTERM)  # what `docker stop` sends: the main process only
+        deadline = time.monotonic() + 20
+        while "SIGTERM: no new requests" not in server.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the HTTP process has it once it logs so; a request sent before would wait
+        status, headers, body = request(server.port, "POST", "/v1/chat/completions", BODY,
+                                        Authorization="Bearer test-key", Content_Type="application/json")
+        assert status == 503 and headers["retry-after"] == "5"
+        assert json.loads(body)["error"]["code"] == "shutting_down"
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    rest = response.read().decode()
+    stream.close()
+    assert rest.rstrip().endswith("data: [DONE]") and '"finish_reason": "' in rest, "the stream in flight finished"
+    assert server.proc.wait(timeout=60) == 0
+    assert "draining 1 in flight" in server.log_text()

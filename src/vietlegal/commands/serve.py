@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     configure_logging(args.log_level)
 
-    from vietlegal.serve import grounding, model_info, server
+    from vietlegal.serve import drain, grounding, model_info, server
 
     grounder, rag_state = grounding.grounder(params.rag, args.rag)  # before the model: a stale index fails fast
     info = model_info.load(args.adapter)
@@ -62,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("serving %s (adapter %s, version from %s, base %s) on http://%s:%d backend=%s auth=%s %s",
                 info.version.model_id, args.adapter, info.version.source, info.base.model_id, host, port,
                 cfg.backend, "bearer" if api_key else "off", rag_state)
-    signal.signal(signal.SIGTERM, _interrupt)  # docker/systemd stop -> LitServe's graceful shutdown
+    signal.signal(signal.SIGTERM, drain.main_process_handler(cfg.drain_seconds))  # docker/systemd stop
     lit_server.run(host=host, port=port, num_api_servers=1, generate_client_file=False, access_log=False,
                    log_level=args.log_level)
     return 0
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt

@@ -21,6 +21,7 @@ from litserve.loops.base import _SENTINEL_VALUE, LitLoop
 from litserve.utils import LitAPIStatus, LoopResponseType, PickleableHTTPException
 
 from vietlegal.errors import GenerationError
+from vietlegal.serve.drain import exit_on_sigterm_when_idle
 from vietlegal.serve.log import logger
 from vietlegal.serve.protocol import Piece
 
@@ -145,6 +146,7 @@ class HFLoop(LitLoop):
         if self.decoder is None:
             self.decoder = Decoder(lit_api.model, lit_api.tokenizer, lit_api.cancelled,
                                    lambda job_id, piece: self._send(transport, job_id, piece))
+            exit_on_sigterm_when_idle(lambda: self.decoder.size == 0)
         busy = self.decoder.size > 0
         arrived = self._take(lit_api, request_queue, transport, block=not busy,
                              room=lit_api.max_batch_size - self.decoder.size)

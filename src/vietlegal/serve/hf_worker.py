@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+from vietlegal.serve.drain import ignore_sigterm_in_worker
 from vietlegal.serve.hf_loop import decode_all
 from vietlegal.serve.log import configure_logging, logger
 from vietlegal.serve.protocol import Piece
@@ -27,6 +28,7 @@ class HFChatAPI(ChatAPI):
         from vietlegal.serve import model_info
 
         configure_logging("info")  # a spawned worker does not inherit the server's logging set-up
+        ignore_sigterm_in_worker()
         if self.cpu_threads and not str(device).startswith("cuda"):
             torch.set_num_threads(self.cpu_threads)  # tiny matrices: thread hand-offs cost more than they save
         model, _, _ = load_for_inference(self.adapter_dir, device=device, dtype=inference_dtype(device))

@@ -1,6 +1,7 @@
 """Wire the pieces into one LitServer: spec (HTTP side), LitAPI (worker side), limits, errors."""
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 
 import litserve as ls
@@ -8,7 +9,8 @@ from starlette.middleware.cors import CORSMiddleware
 
 from vietlegal.errors import ConfigError, HardwareError
 from vietlegal.params import SERVE_BACKENDS, ServeConfig
-from vietlegal.serve import protocol
+from vietlegal.serve import drain, protocol
+from vietlegal.serve.drain import DrainGate
 from vietlegal.serve.hf_loop import HFLoop
 from vietlegal.serve.hf_worker import HFChatAPI
 from vietlegal.serve.limits import BodyLimit
@@ -40,13 +42,27 @@ def build(info: ModelInfo, cfg: ServeConfig, api_key: str | None, system_prompt:
                         "adapter_version": info.version.hash, "version_source": info.version.source},
     )
     protocol.install(server.app)
+    drain_on_sigterm(server, cfg.drain_seconds)
     return server
+
+
+def drain_on_sigterm(server: ls.LitServer, drain_seconds: float) -> None:
+    """Each HTTP process installs the draining SIGTERM handler as it starts (LitServe's lifespan, wrapped)."""
+    litserve_lifespan = server.app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        drain.install_http_handler(drain_seconds)
+        async with litserve_lifespan(app):
+            yield
+
+    server.app.router.lifespan_context = lifespan
 
 
 def middlewares(cfg: ServeConfig) -> list[tuple[type, dict]]:
     """The body limit, and CORS for the origins in serve.cors_origins: a browser's preflight is answered here,
     before the routes, so it needs no key; the request that follows still does."""
-    found: list[tuple[type, dict]] = [(BodyLimit, {"max_bytes": cfg.max_body_bytes})]
+    found: list[tuple[type, dict]] = [(BodyLimit, {"max_bytes": cfg.max_body_bytes}), (DrainGate, {})]
     if cfg.cors_origins:
         found.append((CORSMiddleware, {"allow_origins": list(cfg.cors_origins), "allow_methods": ["GET", "POST"],
                                        "allow_headers": ["Authorization", "Content-Type"], "max_age": 600}))

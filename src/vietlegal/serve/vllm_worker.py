@@ -38,6 +38,9 @@ class VLLMChatAPI(ChatAPI):
 
         from vietlegal.model import base as base_model
         from vietlegal.model import decoding
+        from vietlegal.serve.drain import ignore_sigterm_in_worker
+
+        ignore_sigterm_in_worker()
         from vietlegal.model.adapter import read_manifest
         from vietlegal.model.device import dtype_name, inference_dtype
 
