@@ -246,3 +246,29 @@ def test_serve_refuses_a_host_litserve_cannot_bind(tiny_adapter, capsys):
 
     assert cli.main(["serve", "--adapter", str(tiny_adapter), "--host", "localhost"]) == 2
     assert "127.0.0.1" in capsys.readouterr().err
+
+
+def test_a_stream_that_fails_after_it_started_ends_with_an_error_event_and_done():
+    import asyncio
+
+    from vietlegal.model.sampling import SamplingRequest
+    from vietlegal.serve.parsing import ChatJob
+    from vietlegal.serve.prometheus import RequestRecord
+    from vietlegal.serve.protocol import Piece
+    from vietlegal.serve.routes import ChatSpec
+    from vietlegal.serve.version import AdapterVersion
+
+    spec = ChatSpec(None, AdapterVersion("abc123abc123", "content"), 1000, None, "base")
+    job = ChatJob("chatcmpl-x", SamplingRequest([1, 2]), stream=True)
+
+    async def pieces():
+        yield Piece(text="Điều")
+        raise ApiError(500, "generation failed: boom", None, "internal_error")
+
+    async def collect():
+        return [event async for event in spec._sse(job, pieces(), RequestRecord(job.id, stream=True))]
+
+    events = asyncio.run(collect())
+    assert '"content": "Điều"' in events[1]
+    assert json.loads(events[-2][len("data: "):])["error"]["code"] == "internal_error"
+    assert events[-1] == "data: [DONE]\n\n"

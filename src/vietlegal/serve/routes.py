@@ -200,10 +200,12 @@ class ChatSpec(OpenAISpec):
         except ApiError as exc:
             record.status, done = exc.status, True
             yield exc.sse()
+            yield "data: [DONE]\n\n"  # a stream always ends so, an in-band error included (like vLLM)
         except Exception as exc:  # noqa: BLE001 - the stream has started: report in-band, like vLLM
             record.status, done = 500, True
             logger.error("stream %s failed: %s", job.id, type(exc).__name__)
             yield ApiError(500, "internal server error", None, "internal_error").sse()
+            yield "data: [DONE]\n\n"
         finally:  # also runs when Starlette cancels the stream because the client went away
             if not done:
                 record.status = CLIENT_CLOSED
