@@ -172,14 +172,8 @@ def live_server(tmp_path_factory, pulled_adapter):
     """`vietlegal serve` as run on the droplet (in the clean clone, its params.yaml, default --adapter
     models/adapter) at 127.0.0.1 on a free port with Bearer key "test-key". Started once for the
     session; its whole process group is killed at teardown."""
-    from vietlegal.serve.process import ServerProcess
+    from tests.helpers.droplet import droplet_server
 
     clone, _ = pulled_adapter
-    log = tmp_path_factory.mktemp("serve") / "server.log"
-    server = ServerProcess("models/adapter", log, api_key="test-key", cwd=clone,
-                           env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-    server.start()
-    try:
+    with droplet_server(clone, tmp_path_factory.mktemp("serve") / "server.log") as server:
         yield server
-    finally:
-        server.stop()

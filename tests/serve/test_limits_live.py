@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.conftest import SERVE_TEST_PARAMS
+from tests.helpers.droplet import droplet_server
 
 pytestmark = pytest.mark.slow
 ORIGIN = "http://localhost:3000"  # in the live server's serve.cors_origins
@@ -56,14 +57,11 @@ def test_an_origin_not_configured_gets_no_cors_grant(live_server):
 @pytest.fixture
 def one_slot_server(tmp_path, pulled_adapter):
     """A server that takes one request at a time and lets one more wait."""
-    from vietlegal.serve.process import ServerProcess
-
     clone, _ = pulled_adapter
     params = tmp_path / "params.yaml"
     params.write_text(SERVE_TEST_PARAMS.replace("max_batch_size: 8", "max_batch_size: 1") + "  max_queued: 1\n",
                       encoding="utf-8")
-    with ServerProcess("models/adapter", tmp_path / "server.log", api_key="test-key", params=params, cwd=clone,
-                       env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}) as server:
+    with droplet_server(clone, tmp_path / "server.log", params) as server:
         yield server
 
 
@@ -106,18 +104,11 @@ def test_a_burst_past_max_queued_gets_429_with_retry_after_and_is_counted(one_sl
 
 @pytest.fixture
 def draining_server(tmp_path, pulled_adapter):
-    from vietlegal.serve.process import ServerProcess
-
     clone, _ = pulled_adapter
     params = tmp_path / "params.yaml"
     params.write_text(SERVE_TEST_PARAMS + "  drain_seconds: 30\n", encoding="utf-8")
-    server = ServerProcess("models/adapter", tmp_path / "server.log", api_key="test-key", params=params, cwd=clone,
-                           env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-    server.start()
-    try:
+    with droplet_server(clone, tmp_path / "server.log", params) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_sigterm_lets_a_stream_finish_refuses_new_requests_with_503_and_exits_0(draining_server):

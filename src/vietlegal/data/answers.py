@@ -45,6 +45,14 @@ def answers_meta(backend: str | None, questions: int, tensor_parallel_size: int)
             "tensor_parallel_size": tensor_parallel_size if backend == "vllm" else None}
 
 
+def write_answers(rows: list[dict], out_path: str | Path, meta_path: str | Path | None, backend: str | None,
+                  tensor_parallel_size: int) -> None:
+    """The answers file and, beside it, its meta file."""
+    jsonl.write(out_path, rows)
+    if meta_path is not None:
+        jsonl.write_json(meta_path, answers_meta(backend, len(rows), tensor_parallel_size))
+
+
 def read_answers(path: str | Path) -> list[dict]:
     path = Path(path)
     rows = []

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from vietlegal import jsonl, paths
-from vietlegal.data.answers import SYSTEMS, answers_meta
+from vietlegal import paths
+from vietlegal.data.answers import SYSTEMS, write_answers
 from vietlegal.data.splits import read_test_split
 from vietlegal.model.answering import answer_cases, select_backend
 from vietlegal.model.decoding import STOP
@@ -25,9 +25,7 @@ FILES = {"test": paths.TEST_SPLIT, "adapter": paths.ADAPTER, "out": paths.ANSWER
 def run(cfg: GenerateConfig, test_path: Path, adapter_dir: Path, out_path: Path, meta_path: Path | None = None) -> list[dict]:
     backend = select_backend(cfg.backend)
     rows = answer_cases(cfg, read_test_split(test_path, cfg.limit), adapter_dir, backend)
-    jsonl.write(out_path, rows)
-    if meta_path is not None:
-        jsonl.write_json(meta_path, answers_meta(backend, len(rows), cfg.tensor_parallel_size))
+    write_answers(rows, out_path, meta_path, backend, cfg.tensor_parallel_size)
     return rows
 
 

@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from vietlegal import jsonl, paths
-from vietlegal.data.answers import answers_meta
+from vietlegal import paths
+from vietlegal.data.answers import write_answers
 from vietlegal.data.conversation import Conversation
 from vietlegal.data.splits import read_test_split
 from vietlegal.model.answering import answer_cases, select_backend
@@ -46,9 +46,7 @@ def run(gen: GenerateConfig, rag: RagConfig, test_path: Path, adapter_dir: Path,
     rows = answer_cases(gen, cases, adapter_dir, backend)
     for row, g in zip(rows, grounded):
         row["retrieved_provisions"], row["no_hit"] = g.provision_ids, g.no_hit
-    jsonl.write(out_path, rows)
-    if meta_path is not None:
-        jsonl.write_json(meta_path, answers_meta(backend, len(rows), gen.tensor_parallel_size))
+    write_answers(rows, out_path, meta_path, backend, gen.tensor_parallel_size)
     return rows
 
 
@@ -56,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     params, args = stage_args(__name__, __doc__, argv, FILES)
     gen, rag = params.generate, params.rag
     if not rag.enabled:
-        jsonl.write(args.out, [])
-        jsonl.write_json(args.meta, answers_meta(None, 0, gen.tensor_parallel_size))
+        write_answers([], args.out, args.meta, None, gen.tensor_parallel_size)
         print("generate-rag: off (set rag.enabled: true to answer with retrieved provisions)", file=sys.stderr)
         return 0
     t0 = time.perf_counter()
