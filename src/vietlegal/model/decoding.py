@@ -6,9 +6,10 @@
     [done] = decoding.generate(model, tokenizer, [SamplingRequest(ids, max_new_tokens=64)])
     done.text, done.finish_reason, done.prompt_tokens, done.completion_tokens
 
-    decoding = decoding.stream(model, tokenizer, requests)   # one step of the whole batch at a time
-    for deltas in decoding:                                      # list[Delta], one per still-running request
-        ...; decoding.cancel(i)                                  # e.g. its client went away
+    stream = decoding.stream(model, tokenizer, requests)     # one step of the whole batch at a time
+    for deltas in stream:                                      # list[Delta], one per still-running request
+        ...; stream.cancel(i)                                  # e.g. its client went away
+        ...; stream.add(more)                                  # joins the batch at the next step
 
 Why our own loop rather than `model.generate`: a batch served together needs per-request temperature,
 top_p, seed, token budget and stop strings, per-token deltas for several streams at once, and the
@@ -50,7 +51,7 @@ class Completion:
 
 @dataclass
 class Delta:
-    index: int  # position of the request in the list given to `stream`
+    index: int  # the request's position: in the list given to `stream`, then on in the order `add` took them
     text: str  # new text since this request's previous delta ("" while a stop string may be starting)
     token_id: int  # the token sampled at this step
     finish_reason: str | None = None
@@ -147,15 +148,10 @@ class Stream:
         self.model, self.tokenizer = model, tokenizer
         self.device = next(model.parameters()).device
         self.end_ids = end_token_ids(model, tokenizer)
-        context = context_length(model)
-        for r in requests:
-            check(r, context)
-        self.rows = [
-            _Sequence(i, r, min(r.max_new_tokens, context - len(r.prompt_ids)), self._generator(r), matcher=self._matcher(r))
-            for i, r in enumerate(requests)
-        ]
+        self.rows: list[_Sequence] = []
         self._cancelled: set[int] = set()
-        self._joining: list[_Sequence] = list(self.rows)
+        self._joining: list[_Sequence] = []
+        self.add(requests)
         self._steps = self._run()
 
     def cancel(self, index: int) -> None:
