@@ -8,6 +8,7 @@ exactly the template's token count.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import reprlib
@@ -127,11 +128,15 @@ class Validator:
             raise ApiError(400, f"response_format.type: {_short(kind)} is not one of text, json_object, json_schema",
                            "response_format", "invalid_value")
         try:
-            structure.compile_for(self.tokenizer, self.vocab_size or len(self.tokenizer),
-                                  end_token_ids(None, self.tokenizer), schema, json_object)
+            structure.compile_for(self.tokenizer, self.vocab_size or len(self.tokenizer), self.end_ids, schema,
+                                  json_object)
         except GenerationError as exc:
             raise ApiError(400, str(exc), "response_format", "invalid_value") from None
         return schema, json_object
+
+    @functools.cached_property
+    def end_ids(self) -> set[int]:
+        return end_token_ids(None, self.tokenizer)  # the vocabulary is read once, not per request
 
     def _max_tokens(self, body: dict, prompt_tokens: int) -> int:
         room = self.context - prompt_tokens

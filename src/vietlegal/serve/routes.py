@@ -2,8 +2,9 @@
 
 The stock spec (litserve 0.2.19) hard-codes finish_reason "stop", counts usage from whichever
 item came last, drops stream_options and seed, answers errors as `{"detail"}` and validates
-inside the batch (one bad request fails all). This subclass keeps LitServe's queue, batching
-loop and worker processes, and replaces the HTTP side of the chat endpoint:
+inside the batch (one bad request fails all). This subclass keeps LitServe's queue and worker
+processes (the HF worker runs its own continuous-batching loop, hf_loop.py), and replaces the HTTP
+side of the chat endpoint:
 
   POST /v1/chat/completions          stream false or true (SSE ending with `data: [DONE]`)
   POST /v1/chat/completions/stream   the seed's endpoint: same body, always streams
@@ -35,6 +36,7 @@ from vietlegal.serve.parsing import ChatJob, Validator
 from vietlegal.serve.prometheus import Metrics, RequestRecord
 from vietlegal.serve.protocol import ApiError, Piece
 from vietlegal.serve.version import AdapterVersion
+
 CLIENT_CLOSED = 499  # nginx's code for "client closed request": logged, never sent
 
 
