@@ -13,7 +13,8 @@ from vietlegal.model.adapter import content_hash
 from vietlegal.errors import ConfigError
 from vietlegal.params import ServeConfig, load_params
 from vietlegal.model import vllm_engine
-from vietlegal.serve import auth, vllm_worker
+from vietlegal.model.sampling import SamplingRequest, vllm_sampling_kwargs
+from vietlegal.serve import auth
 from vietlegal.serve.protocol import ApiError
 from vietlegal.serve.parsing import Validator
 from vietlegal.serve.version import adapter_version
@@ -222,14 +223,20 @@ def test_engine_args_follow_the_adapter(tiny_adapter, tmp_path):
 def test_sampling_args_keep_the_request_meaning():
     job = {"id": "chatcmpl-1", "prompt_ids": [1, 2], "max_new_tokens": 7, "temperature": 0.0, "top_p": 0.9, "seed": 5,
            "stop": ["Điều"]}
-    args = vllm_worker.sampling_kwargs(job, {9, 1, 8})
+    # What the vLLM worker converts each queued job with: the payload back to its request, then the shared conversion.
+    def convert(payload: dict, end_ids: set[int]) -> dict:
+        return vllm_sampling_kwargs(SamplingRequest.from_payload(payload), end_ids)
+
+    args = convert(job, {9, 1, 8})
     assert args == {"max_tokens": 7, "temperature": 0.0, "top_p": 0.9, "seed": 5, "stop": ["Điều"],
                     "stop_token_ids": [1, 8, 9], "skip_special_tokens": True}
-    assert vllm_worker.sampling_kwargs({**job, "stop": []}, set())["stop"] is None
+    assert convert({**job, "stop": []}, set())["stop"] is None
 
 
 def test_vllm_is_never_imported_on_the_cpu_path():
-    assert "vllm" not in sys.modules
+    from vietlegal.serve import vllm_worker  # the GPU backend's module imports without vllm
+
+    assert vllm_worker.VLLMChatAPI and "vllm" not in sys.modules
 
 
 # --- the command line -------------------------------------------------------------------------------

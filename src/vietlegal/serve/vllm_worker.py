@@ -11,17 +11,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from vietlegal.model.sampling import SamplingRequest, vllm_sampling_kwargs
+from vietlegal.model.sampling import SamplingRequest
 from vietlegal.model.vllm_engine import engine_kwargs, sampling_params
 from vietlegal.serve.protocol import Piece
 from vietlegal.serve.worker import ChatAPI
 
 ADAPTER_NAME = "vietlegal"
-
-
-def sampling_kwargs(job: dict, end_ids: set[int]) -> dict:
-    """SamplingParams keyword arguments for one queued job (the conversion is `model.sampling`'s, shared)."""
-    return vllm_sampling_kwargs(SamplingRequest.from_payload(job), end_ids)
 
 
 class VLLMChatAPI(ChatAPI):
