@@ -6,6 +6,8 @@ import numpy as np
 from vietlegal.data.conversation import Conversation
 from vietlegal.model.chat import END_OF_TURN, render
 
+ENCODE_CHUNK = 20_000
+
 
 def _stats(values: list[int] | np.ndarray) -> dict:
     if len(values) == 0:
@@ -22,8 +24,12 @@ def token_lengths(recs: list[Conversation], tokenizer) -> tuple[np.ndarray, np.n
     template's fixed overhead is measured once per conversation shape."""
     answers = [r.messages[-1]["content"] + END_OF_TURN for r in recs]
     distinct = list(dict.fromkeys([m["content"] for r in recs for m in r.messages[:-1]] + answers))
-    ids = tokenizer.backend_tokenizer.encode_batch(distinct, add_special_tokens=False) if distinct else []
-    n_tokens = {text: len(e.ids) for text, e in zip(distinct, ids)}
+    # In chunks: an Encoding keeps ids, offsets and token strings, so 1M of them at once would need ~10 GB.
+    n_tokens: dict[str, int] = {}
+    for i in range(0, len(distinct), ENCODE_CHUNK):
+        chunk = distinct[i:i + ENCODE_CHUNK]
+        n_tokens.update((text, len(e.ids)) for text, e in
+                        zip(chunk, tokenizer.backend_tokenizer.encode_batch(chunk, add_special_tokens=False)))
     overhead: dict[tuple, int] = {}
     prompt_tokens, answer_tokens = [], []
     for r, answer in zip(recs, answers):
