@@ -1,9 +1,9 @@
 """Reading Q&A sources into conversations, and saying exactly what was rejected and what was left out.
 
 Sources and their formats: `vietlegal.data.sources`; record shapes: `vietlegal.data.shapes`. Every record that
-cannot be used becomes a Reject naming file:line and the reason; every field a record carries that its shape
-does not read is counted per file (`Reading.ignored_fields`) unless prepare.keep_fields keeps it as metadata on
-the processed record (`meta`). Nothing is dropped silently.
+cannot be used becomes a Reject naming file:line and the reason (its raw text kept); every field a usable
+record carries that its shape does not read is counted per file (`Reading.ignored_fields`), unless
+prepare.keep_fields keeps it as metadata on the processed record (`meta`). Nothing is dropped silently.
 """
 from __future__ import annotations
 
