@@ -39,7 +39,7 @@ def run(cfg: PrepareConfig, base: BaseConfig, root: Path = Path("."), metrics_pa
     out = root / cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in parts.items():
-        jsonl.write(out / f"{name}.jsonl", [r.row() for r in rows])
+        jsonl.write(out / f"{name}.jsonl", (r.row() for r in rows))
     jsonl.write(out / "rejects.jsonl", [vars(r) for r in rejects])
 
     if tokenizer is None:
