@@ -64,3 +64,26 @@ def test_reciprocal_rank_fusion_by_hand():
     assert reciprocal_rank_fusion([[], []]) == []
     with pytest.raises(ValueError, match="rrf_k"):
         reciprocal_rank_fusion([[1]], k=0)
+
+
+def test_top_rows_equal_a_stable_sort_of_every_score():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from vietlegal.rag.retriever import top_rows
+
+    @settings(max_examples=300, derandomize=True, database=None, deadline=None)
+    @given(st.lists(st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.25]), max_size=60), st.integers(1, 70))
+    def check(values, depth):
+        scores = np.array(values, dtype=np.float64)
+        expected = [int(r) for r in np.argsort(-scores, kind="stable")[:depth] if scores[r] > 0]
+        assert top_rows(scores, depth).tolist() == expected
+
+    check()
+
+
+def test_the_index_files_are_bm25s_files_and_old_indexes_are_refused(tmp_path):
+    index = BM25.build(["hợp đồng lao động", "lãi suất vay"])
+    index.save(tmp_path)
+    assert (tmp_path / "bm25s" / "vocab.index.json").exists() and (tmp_path / "bm25.json").exists()
+    assert sorted(index.terms) == sorted(set(terms("hợp đồng lao động")) | set(terms("lãi suất vay")))
