@@ -87,3 +87,12 @@ def test_the_index_files_are_bm25s_files_and_old_indexes_are_refused(tmp_path):
     index.save(tmp_path)
     assert (tmp_path / "bm25s" / "vocab.index.json").exists() and (tmp_path / "bm25.json").exists()
     assert sorted(index.terms) == sorted(set(terms("hợp đồng lao động")) | set(terms("lãi suất vay")))
+
+
+def test_scores_equal_bm25s_own_scoring_on_the_okapi_scale():
+    docs = ["hợp đồng lao động hợp đồng", "thời hiệu khởi kiện hợp đồng", "lãi suất vay", "lao động nữ nghỉ thai sản"]
+    index = BM25.build(docs)
+    for query in ("hợp đồng hợp đồng lao động", "thai sản", "lãi suất", "không có"):
+        ids = [index.model.vocab_dict[t] for t in terms(query) if t in index.model.vocab_dict]
+        own = index.model.get_scores_from_ids(ids) * 2.5 if ids else np.zeros(len(docs))
+        np.testing.assert_allclose(index.scores(query), own, rtol=1e-6)

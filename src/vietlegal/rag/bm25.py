@@ -59,9 +59,15 @@ class BM25:
         """BM25 score of every document; 0 where no query term occurs."""
         vocab = self.model.vocab_dict
         ids = [vocab[t] for t in terms(query, self.pairs) if t in vocab and t != ""]
-        if not ids:
-            return np.zeros(self.n_docs, dtype=np.float32)
-        return self.model.get_scores_from_ids(ids) * np.float32(self.k1 + 1.0)
+        # bm25s's own get_scores sums with np.add.at; a term's postings never repeat a document, so a plain
+        # fancy-index add over its CSC slice gives the same sums, several times faster (benchmarks/bench_bm25.py).
+        index = self.model.scores
+        data, rows, indptr = index["data"], index["indices"], index["indptr"]
+        out = np.zeros(self.n_docs, dtype=np.float32)
+        for t in ids:
+            start, end = indptr[t], indptr[t + 1]
+            out[rows[start:end]] += data[start:end]
+        return out * np.float32(self.k1 + 1.0)
 
     def save(self, directory: Path) -> Path:
         path = Path(directory)

@@ -165,7 +165,7 @@ def _records(path: Path) -> Iterator[tuple[object, int, callable]]:
             whole = decoder.decode(data)
         except json.JSONDecodeError as exc:
             raise SourceError(exc.lineno, "malformed_json", exc.msg) from None
-        newlines = [i for i, c in enumerate(data) if c == "\n"]
+        newlines = [m.start() for m in re.finditer("\n", data)]
 
         def line_of(obj: object) -> int:
             return bisect.bisect_left(newlines, decoder.starts.get(id(obj), 0)) + 1
