@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from vietlegal.commands import bench
-from vietlegal.model import tiny
+from vietlegal.model import untrained
 from vietlegal.serve.process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         adapter = Path(args.adapter)
         if not (adapter / "vietlegal.json").exists():
-            adapter = tiny.untrained_adapter(Path(tmp) / "adapter", r=16, target_modules=TARGETS)
+            adapter = untrained.adapter(Path(tmp) / "adapter", r=16, target_modules=TARGETS)
             print(f"no trained adapter at {args.adapter}: using an untrained one over the tiny model")
         params = params_file(Path(tmp), args.max_batch_size)
         with ServerProcess(adapter, Path(tmp) / "server.log", params=params, cwd=ROOT) as server:

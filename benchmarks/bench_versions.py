@@ -23,7 +23,7 @@ from pathlib import Path
 import requests
 
 from vietlegal.commands import bench
-from vietlegal.model import tiny
+from vietlegal.model import untrained
 from vietlegal.serve.process import ServerProcess
 from vietlegal.serve.version import adapter_version
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for name, seed in (("v1", 1), ("v2", 2), ("v3", 3), ("v4", 4), ("v5", 5)):
-            tiny.untrained_adapter(root / name, seed=seed, r=16, target_modules=TARGETS)
+            untrained.adapter(root / name, seed=seed, r=16, target_modules=TARGETS)
         (root / "params.yaml").write_text(PARAMS.format(watch=args.watch_seconds), encoding="utf-8")
         with ServerProcess([f"v1={root / 'v1'}"], root / "one.log", params=root / "params.yaml", cwd=root) as server:
             one = throughput(server, None, args.requests, args.max_tokens)

@@ -70,9 +70,9 @@ def processed_dir(tmp_path, conversations) -> Path:
 @pytest.fixture(scope="session")
 def tiny_adapter(tmp_path_factory, tiny_base) -> Path:
     """A valid, untrained LoRA adapter directory on the tiny base, in the layout `train` writes."""
-    from vietlegal.model import tiny
+    from vietlegal.model import untrained
 
-    return tiny.untrained_adapter(tmp_path_factory.mktemp("adapter"), seed=0)
+    return untrained.adapter(tmp_path_factory.mktemp("adapter"), seed=0)
 
 
 def _work_tree_status() -> set[str]:

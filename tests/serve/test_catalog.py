@@ -121,3 +121,30 @@ def test_without_user_the_choice_follows_the_weights_too():
     rng = random.Random(7)
     picks = [pick({"v12": 0.9, "v13": 0.1}, "vietlegal", None, rng) for _ in range(5000)]
     assert 0.87 < picks.count("v12") / len(picks) < 0.93
+
+
+def test_adapter_options_name_each_directory():
+    from vietlegal.commands.serve import named_adapters
+
+    assert named_adapters(None, {}) == {"vietlegal": Path("models/adapter")}
+    assert named_adapters(None, {"v12": "models/v12"}) == {"v12": Path("models/v12")}
+    assert named_adapters(["models/x"], {"v12": "models/v12"}) == {"vietlegal": Path("models/x")}
+    assert named_adapters(["v12=models/a", "v13=models/b"], {}) == {"v12": Path("models/a"), "v13": Path("models/b")}
+    for bad in (["models/a", "models/b"], ["=models/a"], ["v12="], ["v12=a", "v12=b"]):
+        with pytest.raises(ConfigError, match="--adapter"):
+            named_adapters(bad, {})
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"routes": {"vietlegal": {"v12": -1.0}}}, "serve.routes.vietlegal"),
+    ({"routes": {"vietlegal": {}}}, "serve.routes.vietlegal"),
+    ({"routes": {"vietlegal": ["v12"]}}, "serve.routes.vietlegal"),
+    ({"adapters": {"v12": ""}}, "serve.adapters"),
+    ({"adapters": ["models/a"]}, "serve.adapters"),
+    ({"watch_seconds": 0}, "serve.watch_seconds"),
+])
+def test_bad_adapter_and_route_params_name_the_key(section, message):
+    from vietlegal.params import build_section
+
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        build_section("serve", section)

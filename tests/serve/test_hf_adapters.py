@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vietlegal.model import tiny
+from vietlegal.model import untrained
 from vietlegal.model.adapter import BASE_ADAPTER, load_adapters, load_for_inference
 from vietlegal.serve.hf_adapters import WorkerAdapters
 from vietlegal.serve.hf_loop import Decoder, decode_all
@@ -13,7 +13,7 @@ from vietlegal.serve.hf_loop import Decoder, decode_all
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory, tiny_base):
     root = tmp_path_factory.mktemp("versions")
-    return {name: tiny.untrained_adapter(root / name, seed=seed) for name, seed in (("a", 1), ("b", 2), ("c", 3))}
+    return {name: untrained.adapter(root / name, seed=seed) for name, seed in (("a", 1), ("b", 2), ("c", 3))}
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import openai
 import pytest
 import requests
 
-from vietlegal.model import tiny
+from vietlegal.model import untrained
 from vietlegal.params import TINY_MODEL_ID
 from vietlegal.serve.process import ServerProcess
 from vietlegal.serve.version import adapter_version
@@ -34,7 +34,7 @@ serve:
 def droplet(tmp_path_factory, tiny_base):
     root = tmp_path_factory.mktemp("versions")
     for name, seed in (("v1", 1), ("v2", 2), ("v3", 3), ("v4", 4)):
-        tiny.untrained_adapter(root / "models" / name, seed=seed)
+        untrained.adapter(root / "models" / name, seed=seed)
     (root / "params.yaml").write_text(PARAMS, encoding="utf-8")
     return root
 
