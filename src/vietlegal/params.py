@@ -194,6 +194,8 @@ class ServeConfig:
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (preflight needs no key)
     max_queued: int = 64  # requests waiting for the model beyond this get 429 with Retry-After
     drain_seconds: float = 30.0  # on SIGTERM: how long requests in flight may take to finish (new ones get 503)
+    review_page: bool = True  # the reviewers' page at /review (docs/review.md); POST /v1/feedback is on either way
+    feedback_dir: str = paths.FEEDBACK  # POST /v1/feedback appends one JSON line per verdict here
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))

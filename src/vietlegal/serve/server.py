@@ -9,7 +9,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from vietlegal.errors import ConfigError, HardwareError
 from vietlegal.params import SERVE_BACKENDS, ServeConfig
-from vietlegal.serve import drain, protocol
+from vietlegal.serve import drain, protocol, review_routes
 from vietlegal.serve.drain import DrainGate
 from vietlegal.serve.hf_loop import HFLoop
 from vietlegal.serve.hf_worker import HFChatAPI
@@ -42,6 +42,8 @@ def build(info: ModelInfo, cfg: ServeConfig, api_key: str | None, system_prompt:
                         "adapter_version": info.version.hash, "version_source": info.version.source},
     )
     protocol.install(server.app)
+    review_routes.install(server.app, api_key=api_key, feedback_dir=cfg.feedback_dir, grounder=grounder,
+                          enabled=cfg.review_page, max_body_bytes=cfg.max_body_bytes)
     drain_on_sigterm(server, cfg.drain_seconds)
     return server
 
