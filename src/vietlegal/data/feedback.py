@@ -29,10 +29,10 @@ from pathlib import Path
 from vietlegal.data.conversation import Conversation
 from vietlegal.data.records import Reject, record_id
 from vietlegal.errors import ChatError
+from vietlegal.metrics.review import VERDICTS
 from vietlegal.model.chat import check_messages, with_system
 from vietlegal.text import nfc
 
-VERDICTS = ("correct", "wrong_citation", "wrong_law", "incomplete")
 DIRECTORY = "feedback"  # prepare reads <prepare.raw_dir>/feedback as reviews, not as Q&A files
 MAX_ANSWERS = 2
 MAX_LABEL_CHARS = 200
