@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from fastapi import FastAPI
 from tests.helpers.rag_corpus import write_corpus
 
-from vietlegal.data.feedback import parse_review
+from vietlegal.data.feedback import BadReview, parse_review
 from vietlegal.params import RagConfig
 from vietlegal.rag.corpus import load_corpus
 from vietlegal.serve import protocol, review_routes
@@ -134,6 +136,8 @@ def test_a_verdict_is_stored_as_one_nfc_line_with_its_time_and_id(served):
     ({"messages": [{"role": "robot", "content": QUESTION}]}, "messages[0].role"),
     ({"preferred": 0}, "preferred"),
     ({"answers": [review()["answers"][0]] * 2, "preferred": 2}, "preferred"),
+    ({"answers": [review()["answers"][0]] * 2, "preferred": 1.0}, "preferred"),
+    ({"answers": [review()["answers"][0]] * 2, "preferred": True}, "preferred"),
     ({"answers": [{**review()["answers"][0], "model": None}]}, "answers[0].model"),
     ({"answers": [{**review()["answers"][0], "retrieved_provisions": "blld"}]}, "answers[0].retrieved_provisions"),
     ({"answers": [{**review()["answers"][0], "correction": ["x"]}]}, "answers[0].correction"),
@@ -263,6 +267,26 @@ def test_review_page_off_leaves_the_feedback_endpoint(tmp_path):
         assert status == 404
         status, _, _ = server.request("POST", "/v1/feedback", review())
         assert status == 201
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                    max_leaves=12)
+FIELDS = st.fixed_dictionaries({}, optional={k: JSON for k in ("question", "messages", "answers", "preferred",
+                                                                 "reviewer", "verdict")})
+ANSWERS = st.lists(st.fixed_dictionaries({}, optional={k: JSON for k in (
+    "model", "system_fingerprint", "answer", "retrieved_provisions", "verdict", "correction")}), max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=JSON | FIELDS | st.builds(lambda b, a: {**b, "answers": a}, FIELDS, ANSWERS))
+def test_any_body_is_a_review_or_a_bad_review_naming_a_field_never_a_crash(body):
+    try:
+        parsed = parse_review(body)
+    except BadReview as exc:
+        assert exc.field and str(exc).startswith(exc.field)
+        return
+    assert 1 <= len(parsed.answers) <= 2 and parsed.preferred in (None, 0, 1)
 
 
 def test_the_page_inserts_server_text_only_as_text():

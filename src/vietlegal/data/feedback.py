@@ -143,7 +143,8 @@ def parse_review(body: object, stored: bool = False) -> Review:
         raise BadReview("body", f"expected a JSON object, got {_kind(body)}")
     unknown = sorted(set(body) - KNOWN)
     if unknown:
-        raise BadReview(unknown[0], f"unknown field; a review has {', '.join(sorted(KNOWN - {'id', 'time'}))}")
+        raise BadReview(unknown[0].strip() or "body", f"unknown field {unknown[0]!r}; a review has "
+                                                      f"{', '.join(sorted(KNOWN - {'id', 'time'}))}")
     question = _string(body, "question", "", required=True)
     answers = body.get("answers")
     if not isinstance(answers, list) or not 1 <= len(answers) <= MAX_ANSWERS:
@@ -154,7 +155,7 @@ def parse_review(body: object, stored: bool = False) -> Review:
     if preferred is not None:
         if len(reviewed) != 2:
             raise BadReview("preferred", "only a side-by-side review (two answers) has a preferred answer")
-        if preferred not in (0, 1) or isinstance(preferred, bool):
+        if type(preferred) is not int or preferred not in (0, 1):  # not True, not 1.0
             raise BadReview("preferred", f"expected 0 or 1 (the index of the better answer) or null, got {preferred!r}")
     review = Review(question, _messages(body, question), reviewed, preferred,
                     _string(body, "reviewer", "", required=False, max_chars=MAX_LABEL_CHARS))

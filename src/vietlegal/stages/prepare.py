@@ -3,10 +3,9 @@
     data/raw/** + the bundled sample  ->  data/processed/{train,val,test}.jsonl   {"id", "source": "file:line", "messages"}
                                           data/processed/rejects.jsonl            {"source", "reason", "detail", "raw"}
                                           metrics/data.json                       counts, rejects per reason, lengths
-    data/raw/feedback/*.jsonl (reviewers' verdicts, docs/review.md)
-                                      ->  corrections into the splits (the correction as the answer),
-                                          data/processed/preferences.jsonl        side-by-side pairs {"prompt", "chosen", "rejected"}
-                                          data/processed/reviews.jsonl            one row per reviewed answer (evaluate reads it)
+    data/raw/feedback/*.jsonl         ->  corrections into the splits (the correction as the answer)
+    (reviewers' verdicts, docs/review.md) data/processed/preferences.jsonl        {"prompt", "chosen", "rejected"}
+                                          data/processed/reviews.jsonl            one row per reviewed answer
 
 Same inputs and params give byte-identical outputs, so DVC skips everything downstream.
 """
