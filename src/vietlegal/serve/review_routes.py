@@ -11,7 +11,9 @@ a client mistake a 4xx whose `param` names the field.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -41,7 +43,15 @@ def install(app: FastAPI, *, api_key: str | None, feedback_dir: str | Path, grou
             max_body_bytes: int = 1_000_000) -> None:
     """Add the routes; `grounder`: serve --rag's (vietlegal.serve.grounding.Grounding), None without retrieval."""
     retriever = getattr(grounder, "retriever", None)
-    index = CitationIndex(retriever.corpus) if retriever is not None else None
+    built: list[CitationIndex] = []
+    building = threading.Lock()
+
+    def citation_index() -> CitationIndex:
+        """Built on first use, in the HTTP process (a large corpus would slow the server's start)."""
+        with building:
+            if not built:
+                built.append(CitationIndex(retriever.corpus))
+        return built[0]
 
     async def body_of(request: Request) -> dict:
         check_bearer(request.url.path, request.headers.get("authorization"), api_key)
@@ -57,8 +67,8 @@ def install(app: FastAPI, *, api_key: str | None, feedback_dir: str | Path, grou
     async def post_feedback(request: Request) -> JSONResponse:
         check_bearer(request.url.path, request.headers.get("authorization"), api_key)
         review = feedback.stamped(feedback.review_from_body(await read_body(request, max_body_bytes)))
-        try:
-            path = feedback.append(feedback_dir, review)
+        try:  # off the event loop: an fsync must not stall the streams in flight
+            path = await asyncio.to_thread(feedback.append, feedback_dir, review)
         except OSError as exc:
             logger.error("feedback not stored: %s", exc)
             raise ApiError(503, "the verdict could not be stored (serve.feedback_dir); retry", None,
@@ -79,6 +89,7 @@ def install(app: FastAPI, *, api_key: str | None, feedback_dir: str | Path, grou
             raise ApiError(400, f"retrieved_provisions: expected a list of at most {MAX_IDS} provision ids",
                            "retrieved_provisions", "invalid_value")
         on = query_date(retriever.cfg) if retriever is not None else None
+        index = await asyncio.to_thread(citation_index) if retriever is not None else None
         provisions = []
         for i, pid in enumerate(ids or []):
             if index is None:
@@ -91,7 +102,7 @@ def install(app: FastAPI, *, api_key: str | None, feedback_dir: str | Path, grou
         if index is None:  # no corpus to look in: the citations are listed, unchecked
             citations = [{"citation": str(c), "status": "unchecked", "provisions": []} for c in extract(answer or "")]
         else:
-            citations = index.check(answer or "", on)
+            citations = await asyncio.to_thread(index.check, answer or "", on)
         return JSONResponse({"object": "review.annotation", "corpus": index is not None,
                              "in_force_on": on.isoformat() if on else None,
                              "provisions": provisions, "citations": citations})

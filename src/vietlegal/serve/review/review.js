@@ -194,6 +194,7 @@ function readEvents(buffer, onEvent) {
 
 async function streamAnswer(card, answer, messages) {
   card.dataset.state = "streaming";
+  card.setAttribute("aria-busy", "true");  // screen readers read the answer once it is complete
   const textNode = document.createTextNode("");
   card.querySelector(".answer-text").replaceChildren(textNode);
   const response = await fetch("/v1/chat/completions", {
@@ -233,6 +234,7 @@ async function streamAnswer(card, answer, messages) {
   answer.answer = textNode.data;
   if (provisions) await provisions;
   await showCitations(card, answer.answer);
+  card.setAttribute("aria-busy", "false");
   card.dataset.state = "done";
 }
 
@@ -283,7 +285,8 @@ async function sendVerdict(event) {
     const letter = LETTERS[i];
     const chosen = form.querySelector('input[name="verdict-' + letter + '"]:checked');
     const correction = $("correction-" + letter).value.trim();
-    return {model: a.model, system_fingerprint: a.system_fingerprint, answer: a.answer,
+    // The id the server answered as (the response's `model`), which is the one picked from /v1/models.
+    return {model: a.served_model || a.model, system_fingerprint: a.system_fingerprint, answer: a.answer,
             retrieved_provisions: a.retrieved_provisions, verdict: chosen ? chosen.value : null,
             correction: correction || null};
   });
