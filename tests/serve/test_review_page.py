@@ -260,3 +260,59 @@ def test_the_page_is_readable_at_phone_width(browser, review_server):
         assert phone.locator('[lang="en"]').count() > 10  # every label has its English alternative
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory, tiny_base):
+    """`vietlegal serve --adapter v1=… --adapter v2=…` (#12): two adapter versions over the tiny base."""
+    from vietlegal.model import tiny
+    from vietlegal.serve.process import ServerProcess
+
+    root = tmp_path_factory.mktemp("review-versions")
+    for name, seed in (("v1", 1), ("v2", 2)):
+        tiny.untrained_adapter(root / "models" / name, seed=seed)
+    params = yaml.safe_load(SERVE_TEST_PARAMS)
+    params["serve"].update(review_page=True, feedback_dir=str(root / "feedback"))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    with ServerProcess(["v1=models/v1", "v2=models/v2"], root / "server.log", api_key=KEY, cwd=root,
+                       params=root / "params.yaml", env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}) as server:
+        yield server, root / "feedback"
+
+
+@pytest.mark.parametrize("draw, left", [(0.9, "v1"), (0.1, "v2")])
+def test_two_versions_side_by_side_in_the_drawn_order_with_the_real_ids_only_in_the_feedback(
+        browser, two_versions, draw, left):
+    from playwright.sync_api import expect
+
+    server, feedback_dir = two_versions
+    context = browser.new_context(viewport={"width": 1100, "height": 900}, bypass_csp=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.add_init_script(f"Math.random = () => {draw};")  # the page's left/right draw, fixed for the test
+    try:
+        open_with_key(page, server)
+        names = page.eval_on_selector_all("#model-1 option", "options => options.map(o => o.value)")
+        assert {"v1", "v2"} <= set(names)  # and the base, for an adapter-vs-base comparison
+        page.check("#mode-compare")
+        page.select_option("#model-1", "v1")
+        page.select_option("#model-2", "v2")
+        page.fill("#question", MATERNITY)
+        page.click("#ask")
+        for letter in "AB":
+            expect(page.locator(f"#answer-{letter}")).to_have_attribute("data-state", "done", timeout=TIMEOUT_MS)
+        shown = page.locator("#answers").text_content()
+        v1, v2 = versions(server, ["v1", "v2"])
+        assert v1 != v2 and v1 not in shown and v2 not in shown and "v1" not in shown
+        page.check("#verdict-A-correct")
+        page.check("#verdict-B-wrong_law")
+        page.check("#preferred-0")
+        page.click("#send-verdict")
+        expect(page.locator("#verdict-status")).to_contain_text("Đã lưu")
+        saved = page.locator("#verdict-form").get_attribute("data-saved")
+        [line] = [row for row in lines(feedback_dir) if row["id"] == saved]
+        expected = [v1, v2] if left == "v1" else [v2, v1]
+        assert [a["model"] for a in line["answers"]] == expected and line["preferred"] == 0
+        assert [a["system_fingerprint"] for a in line["answers"]] == ["fp_" + m.removeprefix("vietlegal-")
+                                                                      for m in expected]
+    finally:
+        context.close()
