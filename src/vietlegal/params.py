@@ -200,6 +200,8 @@ class ServeConfig:
     merge_single_adapter: bool = True  # hf: one adapter and no --watch is merged into the base (no base entry)
     max_adapters: int = 4  # vllm: adapters in one batch (max_loras)
     max_lora_rank: int = 64  # vllm: the largest rank a version loaded at run time may have
+    review_page: bool = True  # the reviewers' page at /review (docs/review.md); POST /v1/feedback is on either way
+    feedback_dir: str = paths.FEEDBACK  # POST /v1/feedback appends one JSON line per verdict here
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))

@@ -11,7 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from vietlegal.errors import ConfigError, HardwareError
 from vietlegal.params import SERVE_BACKENDS, ServeConfig
-from vietlegal.serve import drain, protocol
+from vietlegal.serve import drain, protocol, review_routes
 from vietlegal.serve.catalog import Catalog, open_catalog
 from vietlegal.serve.drain import DrainGate
 from vietlegal.serve.hf_loop import HFLoop
@@ -49,6 +49,8 @@ def build(info: ModelInfo, adapters: dict[str, Path], cfg: ServeConfig, api_key:
         model_metadata={"models": catalog.names(), "base": info.base.model_id},
     )
     protocol.install(server.app)
+    review_routes.install(server.app, api_key=api_key, feedback_dir=cfg.feedback_dir, grounder=grounder,
+                          enabled=cfg.review_page, max_body_bytes=cfg.max_body_bytes)
     on_start(server, cfg.drain_seconds, Watcher(spec.swapper, cfg.watch_seconds) if watch else None)
     return server
 
