@@ -18,32 +18,13 @@ import tempfile
 from pathlib import Path
 
 from vietlegal.commands import bench
+from vietlegal.model import untrained
 from vietlegal.serve.process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 4.0
 TARGET_P50_MS = 10.0
-
-
-def untrained_adapter(out: Path) -> Path:
-    """A valid LoRA adapter directory over the tiny base, in the layout `vietlegal train` writes."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from vietlegal.model import base as base_model
-    from vietlegal.model import tiny
-    from vietlegal.model.adapter import SETTINGS_FILE
-    from vietlegal.params import TINY_MODEL_ID
-
-    path, revision = tiny.ensure_built()
-    torch.manual_seed(0)
-    lora = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM",
-                      init_lora_weights=False)
-    get_peft_model(AutoModelForCausalLM.from_pretrained(path), lora).save_pretrained(out)
-    base_model.load_tokenizer(base_model.resolve(TINY_MODEL_ID)).save_pretrained(out)
-    (out / SETTINGS_FILE).write_text(json.dumps({"base": {"model": TINY_MODEL_ID, "revision": revision}}), encoding="utf-8")
-    return out
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 def params_file(tmp: Path, max_batch_size: int | None) -> Path:
@@ -72,7 +53,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         adapter = Path(args.adapter)
         if not (adapter / "vietlegal.json").exists():
-            adapter = untrained_adapter(Path(tmp) / "adapter")
+            adapter = untrained.adapter(Path(tmp) / "adapter", r=16, target_modules=TARGETS)
             print(f"no trained adapter at {args.adapter}: using an untrained one over the tiny model")
         params = params_file(Path(tmp), args.max_batch_size)
         with ServerProcess(adapter, Path(tmp) / "server.log", params=params, cwd=ROOT) as server:

@@ -70,25 +70,9 @@ def processed_dir(tmp_path, conversations) -> Path:
 @pytest.fixture(scope="session")
 def tiny_adapter(tmp_path_factory, tiny_base) -> Path:
     """A valid, untrained LoRA adapter directory on the tiny base, in the layout `train` writes."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from vietlegal.model import untrained
 
-    from vietlegal.model.adapter import SETTINGS_FILE
-    from vietlegal.params import TINY_MODEL_ID
-
-    out = tmp_path_factory.mktemp("adapter")
-    path, revision = tiny_base
-    torch.manual_seed(0)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(path),
-        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM", init_lora_weights=False),
-    )
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(path).save_pretrained(out)
-    settings = {"base": {"model": TINY_MODEL_ID, "revision": revision}, "train": {"lora_r": 8}, "backend": "fixture"}
-    (out / SETTINGS_FILE).write_text(json.dumps(settings), encoding="utf-8")
-    return out
+    return untrained.adapter(tmp_path_factory.mktemp("adapter"), seed=0)
 
 
 def _work_tree_status() -> set[str]:

@@ -38,6 +38,10 @@ class AdapterError(UserError, RuntimeError):
     """An adapter directory that is missing, incomplete or unservable."""
 
 
+class AdapterIncomplete(AdapterError):
+    """An adapter directory still being written (a copy or `dvc pull` in progress): try again later."""
+
+
 class HardwareError(UserError, RuntimeError):
     """The hardware cannot run what params.yaml asks for; the message says what to change."""
 

@@ -213,9 +213,27 @@ class ServeConfig:
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (preflight needs no key)
     max_queued: int = 64  # requests waiting for the model beyond this get 429 with Retry-After
     drain_seconds: float = 30.0  # on SIGTERM: how long requests in flight may take to finish (new ones get 503)
+    adapters: dict[str, str] = field(default_factory=dict)  # name -> adapter dir, served together ({}: --adapter)
+    routes: dict[str, dict[str, float]] = field(default_factory=dict)  # public name -> {adapter name: weight} (A/B)
+    watch_seconds: float = 2.0  # --watch: how often adapter directories are looked at for a new version
+    merge_single_adapter: bool = True  # hf: one adapter and no --watch is merged into the base (no base entry)
+    max_adapters: int = 4  # vllm: adapters in one batch (max_loras)
+    max_lora_rank: int = 64  # vllm: the largest rank a version loaded at run time may have
+    review_page: bool = True  # the reviewers' page at /review (docs/review.md); POST /v1/feedback is on either way
+    feedback_dir: str = paths.FEEDBACK  # POST /v1/feedback appends one JSON line per verdict here
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        _at_least("serve", self, ("max_adapters", "max_lora_rank"), 1)
+        if self.watch_seconds <= 0:
+            raise ConfigError(f"serve.watch_seconds: must be positive, got {self.watch_seconds}")
+        for name, path in self.adapters.items():
+            if not name or not path:
+                raise ConfigError(f"serve.adapters: {name!r}: {path!r}: both the name and the directory must be set")
+        for route, weights in self.routes.items():
+            if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+                raise ConfigError(f"serve.routes.{route}: give adapter names with weights >= 0 (not all 0), e.g. "
+                                  "{v12: 0.9, v13: 0.1}")
         _at_least("serve", self, ("tensor_parallel_size", "max_queued"), 1)
         if self.backend not in SERVE_BACKENDS:
             raise ConfigError(f"serve.backend {self.backend!r} is not one of {', '.join(SERVE_BACKENDS)}")
@@ -304,6 +322,11 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
             return None
         annotation = next(h for h in hints if h is not type(None))
     origin = typing.get_origin(annotation)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        key_type, value_type = typing.get_args(annotation)
+        return {_check_type(k, key_type, where): _check_type(v, value_type, f"{where}.{k}") for k, v in value.items()}
     if origin in (list, tuple):
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 RAW = "data/raw"  # prepare.raw_dir
 SAMPLE = "data/sample/legal_qa.jsonl"  # prepare.sample
 CORPUS = "data/corpus"  # rag.corpus_dir
+FEEDBACK = "data/feedback"  # serve.feedback_dir: where `vietlegal serve` appends reviewers' verdicts
 
 # prepare
 PROCESSED = "data/processed"  # prepare.out_dir
@@ -16,6 +17,8 @@ TRAIN_SPLIT = f"{PROCESSED}/train.jsonl"
 VAL_SPLIT = f"{PROCESSED}/val.jsonl"
 TEST_SPLIT = f"{PROCESSED}/test.jsonl"
 DATA_METRICS = "metrics/data.json"
+PREFERENCES = f"{PROCESSED}/preferences.jsonl"  # side-by-side verdicts: chosen / rejected answer pairs
+REVIEWS = f"{PROCESSED}/reviews.jsonl"  # one row per reviewed answer: model, verdict
 
 # ground
 TRAINING = "data/training"
@@ -49,6 +52,7 @@ RETRIEVAL_PER_QUESTION = "metrics/retrieval_per_question.jsonl"
 ANSWERS_RAG = "data/generated/answers_rag.jsonl"
 ANSWERS_RAG_META = "data/generated/answers_rag_meta.json"
 RAG_METRICS = "metrics/rag.json"
+REVIEW_METRICS = "metrics/review.json"  # evaluate: share of reviewed answers marked correct, per model version
 
 METRICS_DIR = "metrics"
 PARAMS = "params.yaml"

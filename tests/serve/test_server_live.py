@@ -112,11 +112,12 @@ def test_default_system_prompt_is_added_like_training(client, tokenizer):
     assert r.usage.prompt_tokens == len(expected)
 
 
-def test_models_lists_the_adapter_version(client, model_id, live_server):
+def test_models_lists_the_adapter_at_its_version(client, model_id, live_server):
     models = client.models.list().data
-    assert [m.id for m in models] == [model_id]
+    assert [m.id for m in models] == ["vietlegal"]  # a lone adapter, merged: no base entry
     raw = requests.get(live_server.base_url + "/v1/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
     entry = raw.json()["data"][0]
+    assert (entry["root"], entry["adapter_version"]) == (model_id, model_id.removeprefix("vietlegal-"))
     assert (entry["version_source"], entry["parent"], entry["max_model_len"]) == ("dvc.lock", "vietlegal/tiny-llama", CONTEXT)
 
 

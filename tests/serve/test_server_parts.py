@@ -23,9 +23,17 @@ QUESTION = [{"role": "user", "content": "Tuổi kết hôn?"}]
 
 
 @pytest.fixture(scope="module")
-def validator(tiny_tokenizer):
-    return Validator(tiny_tokenizer, context=2048, default_max_tokens=32, model_ids=("vietlegal-abc", "vietlegal"),
-                     system_prompt="Hệ thống.")
+def catalog(tiny_adapter, tiny_base):
+    from vietlegal.params import TINY_MODEL_ID
+    from vietlegal.serve.catalog import open_catalog
+    from vietlegal.serve.version import BaseVersion
+
+    return open_catalog(BaseVersion(TINY_MODEL_ID, tiny_base[1]), 2048, {"vietlegal": tiny_adapter}, {}, merged=True)
+
+
+@pytest.fixture(scope="module")
+def validator(tiny_tokenizer, catalog):
+    return Validator(tiny_tokenizer, context=2048, default_max_tokens=32, catalog=catalog, system_prompt="Hệ thống.")
 
 
 def parse(validator, body, **kw):
@@ -34,18 +42,28 @@ def parse(validator, body, **kw):
 
 # --- versioning -------------------------------------------------------------------------------------
 
-def test_version_is_the_dvc_lock_hash_when_the_adapter_is_tracked(tmp_path, tiny_adapter):
+def _lock(root, md5: str) -> None:
+    (root / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  train:\n    cmd: vietlegal train\n    outs:\n"
+        f"    - path: models/adapter\n      hash: md5\n      md5: {md5}.dir\n      size: 1\n      nfiles: 3\n",
+        encoding="utf-8")
+
+
+def test_version_is_confirmed_by_dvc_lock_only_when_it_records_these_bytes(tmp_path, tiny_adapter):
     import shutil
+
+    from vietlegal.model.adapter import dir_md5
 
     adapter = tmp_path / "models" / "adapter"
     shutil.copytree(tiny_adapter, adapter)
-    (tmp_path / "dvc.lock").write_text(
-        "schema: '2.0'\nstages:\n  train:\n    cmd: vietlegal train\n    outs:\n"
-        "    - path: models/adapter\n      hash: md5\n      md5: 0123456789abcdef0123456789abcdef.dir\n"
-        "      size: 1\n      nfiles: 3\n", encoding="utf-8")
+    _lock(tmp_path, dir_md5(adapter))
     version = adapter_version(adapter)
-    assert (version.hash, version.source) == ("0123456789ab", "dvc.lock")
-    assert version.model_id == "vietlegal-0123456789ab" and version.fingerprint == "fp_0123456789ab"
+    assert (version.hash, version.source) == (dir_md5(adapter)[:12], "dvc.lock")
+    assert version.model_id == "vietlegal-" + version.hash and version.fingerprint == "fp_" + version.hash
+    # A new version copied over the tracked directory: dvc.lock is stale and must not name it.
+    (adapter / "adapter_config.json").write_text("{}", encoding="utf-8")
+    copied = adapter_version(adapter)
+    assert copied.source == "content" and copied.hash == dir_md5(adapter)[:12] != version.hash
 
 
 def test_version_falls_back_to_the_content_hash(tiny_adapter):
@@ -53,15 +71,35 @@ def test_version_falls_back_to_the_content_hash(tiny_adapter):
     assert (version.hash, version.source) == (content_hash(tiny_adapter), "content")
 
 
+def test_dir_md5_is_the_md5_dvc_records(tmp_path, tiny_adapter):
+    """The version of an adapter is the hash `dvc add` gives its directory (so dvc.lock can confirm it)."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    from vietlegal.model.adapter import dir_md5
+
+    shutil.copytree(tiny_adapter, tmp_path / "adapter")
+    (tmp_path / "adapter" / "nested").mkdir()
+    (tmp_path / "adapter" / "nested" / "Điều 1.txt").write_text("Điều 1", encoding="utf-8")
+    env = {"DVC_NO_ANALYTICS": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"],
+                [sys.executable, "-m", "dvc", "add", "-q", "adapter"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True, env=env, capture_output=True)
+    recorded = yaml.safe_load((tmp_path / "adapter.dvc").read_text(encoding="utf-8"))["outs"][0]["md5"]
+    assert recorded == dir_md5(tmp_path / "adapter") + ".dir"
+
+
 # --- validation -------------------------------------------------------------------------------------
 
 def test_valid_request_becomes_a_job_with_the_training_prompt(validator, tiny_tokenizer):
-    job = parse(validator, {"model": "vietlegal-abc", "messages": QUESTION, "max_tokens": 5, "temperature": 0,
+    job = parse(validator, {"model": "vietlegal", "messages": QUESTION, "max_tokens": 5, "temperature": 0,
                             "top_p": 0.5, "stop": "Điều", "seed": 3})
     assert job.sampling.prompt_ids == chat.encode_prompt(tiny_tokenizer, chat.with_system(QUESTION, "Hệ thống."))
     assert (job.sampling.max_new_tokens, job.sampling.temperature, job.sampling.top_p, job.sampling.stop, job.sampling.seed) == (5, 0.0, 0.5, ["Điều"], 3)
     assert set(job.payload()) == {"id", "prompt_ids", "max_new_tokens", "temperature", "top_p", "stop", "seed",
-                                  "json_schema", "json_object"}
+                                  "json_schema", "json_object", "adapter"}
 
 
 def test_defaults_follow_openai_and_the_serve_config(validator):
@@ -155,7 +193,7 @@ def test_cancel_queue_is_drained_without_blocking():
     from vietlegal.serve.hf_worker import ChatAPI
 
     queue = mp.get_context("spawn").Queue()
-    api = ChatAPI("unused", None, queue)
+    api = ChatAPI({"key": "unused"}, None, queue)
     assert api.cancelled() == set()
     queue.put("chatcmpl-1")
     queue.put("chatcmpl-2")
@@ -184,10 +222,10 @@ def test_unknown_backend_and_vllm_without_a_gpu_are_clear_errors(monkeypatch):
     from vietlegal.serve import server
 
     with pytest.raises(ConfigError, match="serve.backend"):
-        server.make_api(ServeConfig(backend="tgi"), "adapter", None, None, None)
+        server.make_api(ServeConfig(backend="tgi"), {"k": "adapter"}, None, None, None)
     monkeypatch.setattr(server, "cuda_available", lambda: False)
     with pytest.raises(server.HardwareError, match="CUDA"):
-        server.make_api(ServeConfig(backend="vllm"), "adapter", None, None, None)
+        server.make_api(ServeConfig(backend="vllm"), {"k": "adapter"}, None, None, None)
 
 
 # --- vLLM mapping (vLLM itself cannot run here) -----------------------------------------------------
@@ -265,8 +303,11 @@ def test_a_stream_that_fails_after_it_started_ends_with_an_error_event_and_done(
     from vietlegal.serve.routes import ChatSpec
     from vietlegal.serve.version import AdapterVersion
 
-    spec = ChatSpec(None, AdapterVersion("abc123abc123", "content"), 1000, None, "base")
-    job = ChatJob("chatcmpl-x", SamplingRequest([1, 2]), stream=True)
+    from vietlegal.serve.catalog import Target
+
+    spec = ChatSpec(None, None, 1000, None)
+    job = ChatJob("chatcmpl-x", SamplingRequest([1, 2]), stream=True,
+                  target=Target(None, AdapterVersion("abc123abc123", "content")))
 
     async def pieces():
         yield Piece(text="Điều")

@@ -1,12 +1,16 @@
 """Latency and throughput of a running server at several concurrency levels.
 
     vietlegal bench --base-url http://127.0.0.1:8000 [--api-key K] --concurrency 1,5,10,20 --requests 40 [--out DIR]
+                    [--model v12 --model v13 | --model ROUTE]
 
 For each level, `--requests` streamed chat completions are sent by that many concurrent clients.
 It prints the seed blog's table (average latency per concurrency) plus p50/p95 latency, time to
 first token, generated tokens/s, requests/s and errors, and writes bench.json and bench.png.
 Every loop is bounded (fixed request count, per-request timeout); the target must be a loopback
 address unless --allow-remote is given (a load generator should not hit a remote host by accident).
+With several --model, requests go to each in turn; every level also reports requests, tokens/s and latency per
+version that answered (the `model` of each response), so two versions, or the arms of a route, compare on the
+same questions and the same server.
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ class Result:
     ttft: float | None = None
     completion_tokens: int = 0
     error: str | None = None
+    model: str | None = None  # the version that answered (the response's `model`)
 
 
 @dataclass
@@ -60,6 +65,7 @@ class Level:
     requests_per_s: float
     completion_tokens: int
     first_error: str | None = None
+    by_version: dict | None = None  # version -> {requests, tokens_per_s, p50_latency_s}
 
 
 @dataclass
@@ -68,7 +74,7 @@ class Target:
     port: int
     path: str
     api_key: str | None
-    model: str | None
+    models: tuple[str, ...]  # sent in turn ((): the server's default)
     max_tokens: int
     timeout: float
 
@@ -76,7 +82,7 @@ class Target:
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
 
-def target_from(base_url: str, api_key: str | None, model: str | None, max_tokens: int, timeout: float,
+def target_from(base_url: str, api_key: str | None, model: str | list[str] | None, max_tokens: int, timeout: float,
                 allow_remote: bool) -> Target:
     url = urlsplit(base_url)
     if url.scheme != "http" or not url.hostname:
@@ -84,15 +90,17 @@ def target_from(base_url: str, api_key: str | None, model: str | None, max_token
     if url.hostname not in LOOPBACK and not allow_remote:
         raise ConfigError(f"--base-url {base_url!r}: not a loopback address; pass --allow-remote to load a remote host")
     prefix = url.path.rstrip("/").removesuffix("/v1")
-    return Target(url.hostname, url.port or 80, f"{prefix}/v1/chat/completions", api_key, model, max_tokens, timeout)
+    models = (model,) if isinstance(model, str) else tuple(model or ())
+    return Target(url.hostname, url.port or 80, f"{prefix}/v1/chat/completions", api_key, models, max_tokens, timeout)
 
 
-def one_request(target: Target, question: str) -> Result:
+def one_request(target: Target, question: str, model: str | None = None) -> Result:
     """One streamed chat completion; TTFT is the arrival of the first non-empty content delta."""
     body = {"messages": [{"role": "user", "content": question}], "max_tokens": target.max_tokens, "temperature": 0,
             "stream": True, "stream_options": {"include_usage": True}}
-    if target.model:
-        body["model"] = target.model
+    model = model or (target.models[0] if target.models else None)
+    if model:
+        body["model"] = model
     headers = {"Content-Type": "application/json"}
     if target.api_key:
         headers["Authorization"] = f"Bearer {target.api_key}"
@@ -111,7 +119,7 @@ def one_request(target: Target, question: str) -> Result:
 
 
 def _read_stream(resp, start: float) -> Result:
-    ttft, tokens, done = None, 0, False
+    ttft, tokens, done, model = None, 0, False, None
     for raw in resp:  # lines of the SSE stream; bounded by the server's max_tokens and the socket timeout
         line = raw.decode("utf-8").strip()
         if not line.startswith("data: "):
@@ -123,14 +131,15 @@ def _read_stream(resp, start: float) -> Result:
         event = json.loads(data)
         if "error" in event:
             return Result(False, time.perf_counter() - start, error=str(event["error"].get("message")))
+        model = event.get("model") or model
         if ttft is None and any((c.get("delta") or {}).get("content") for c in event.get("choices") or []):
             ttft = time.perf_counter() - start
         if event.get("usage"):
             tokens = int(event["usage"].get("completion_tokens") or 0)
     latency = time.perf_counter() - start
     if not done:
-        return Result(False, latency, ttft, tokens, "stream ended without data: [DONE]")
-    return Result(True, latency, ttft, tokens)
+        return Result(False, latency, ttft, tokens, "stream ended without data: [DONE]", model)
+    return Result(True, latency, ttft, tokens, model=model)
 
 
 def run_level(target: Target, concurrency: int, requests: int) -> Level:
@@ -143,7 +152,8 @@ def run_level(target: Target, concurrency: int, requests: int) -> Level:
                 i = next(counter, None)
             if i is None:
                 return
-            r = one_request(target, f"{QUESTIONS[i % len(QUESTIONS)]} (#{i})")
+            model = target.models[i % len(target.models)] if target.models else None
+            r = one_request(target, f"{QUESTIONS[i % len(QUESTIONS)]} (#{i})", model)
             with lock:
                 results.append(r)
 
@@ -166,8 +176,19 @@ def summarize(concurrency: int, results: list[Result], wall: float) -> Level:
         p95_latency_s=percentile(lat, 95), avg_ttft_s=statistics.fmean(ttft) if ttft else None,
         p50_ttft_s=percentile(ttft, 50), tokens_per_s=tokens / wall if wall > 0 else 0.0,
         requests_per_s=len(ok) / wall if wall > 0 else 0.0, completion_tokens=tokens,
-        first_error=errors[0].error if errors else None,
+        first_error=errors[0].error if errors else None, by_version=by_version(ok, wall),
     )
+
+
+def by_version(ok: list[Result], wall: float) -> dict:
+    """Per answering version: requests, its share of the level's generated tokens/s, p50 latency."""
+    found = {}
+    for model in sorted({r.model or "-" for r in ok}):
+        mine = [r for r in ok if (r.model or "-") == model]
+        found[model] = {"requests": len(mine),
+                        "tokens_per_s": sum(r.completion_tokens for r in mine) / wall if wall > 0 else 0.0,
+                        "p50_latency_s": percentile(sorted(r.latency for r in mine), 50)}
+    return found
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -186,6 +207,10 @@ def table(levels: list[Level]) -> str:
     for lv in levels:
         rows.append(f"{lv.concurrency:>5} {s(lv.avg_latency_s):>8} {s(lv.p50_latency_s):>8} {s(lv.p95_latency_s):>8} "
                     f"{s(lv.avg_ttft_s):>8} {lv.tokens_per_s:>9.1f} {lv.requests_per_s:>7.2f} {lv.errors:>6}")
+        if lv.by_version and len(lv.by_version) > 1:
+            for model, v in lv.by_version.items():
+                rows.append(f"{'':>5}   {model}: {v['requests']} requests, {v['tokens_per_s']:.1f} tok/s, "
+                            f"p50 {s(v['p50_latency_s'])} s")
     return "\n".join(rows)
 
 
@@ -228,7 +253,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--concurrency", default="1,5,10,20", help="levels, comma separated (default: %(default)s)")
     p.add_argument("--requests", type=int, default=40, help="requests per level (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=64, help="max_tokens per request (default: %(default)s)")
-    p.add_argument("--model", default=None, help="model id to send (default: the server's)")
+    p.add_argument("--model", action="append", default=None,
+                   help="model to send (a name, a version id or a route); repeat to alternate (default: the server's)")
     p.add_argument("--timeout", type=float, default=300, help="per-request socket timeout in seconds")
     p.add_argument("--out", default="benchmarks/out", help="directory for bench.json and bench.png")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --base-url")

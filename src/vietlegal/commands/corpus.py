@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from vietlegal import jsonl
+from vietlegal import jsonl, paths
 from vietlegal.errors import DataError
 from vietlegal.rag.importing import import_files
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="action", required=True)
     imp = sub.add_parser("import", help="turn public law-corpus files into provision records")
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE", help=".json, .jsonl(.gz), .csv or .parquet")
-    imp.add_argument("--out", type=Path, required=True, help="data/corpus/NAME.jsonl")
+    imp.add_argument("--out", type=Path, required=True, help=f"{paths.CORPUS}/NAME.jsonl: a provision file of the corpus directory")
     args = ap.parse_args(argv)
     s = run_import(args.files, args.out)
     print(f"corpus import: {s['provisions']} provisions from {s['laws']} laws -> {s['out']}; {s['rejected']} rejected"

@@ -1,5 +1,14 @@
 """Score any predictions JSONL with the evaluation metrics: `vietlegal score --predictions FILE [--out FILE.json]`.
 
+    vietlegal score --predictions FILE [--references FILE] [--out FILE.json]
+    vietlegal score --ask http://127.0.0.1:8000 --model v13 --questions data/processed/test.jsonl \
+                    --predictions v13.jsonl [--out v13.json]
+
+With --ask, a running server answers the split's questions first (greedy, as the pipeline's generate stage),
+through the model named (an adapter name, a pinned version `vietlegal-<hash>` or a route); each line of
+--predictions then holds the version that answered. Run it once per model to compare versions on the
+same questions through the live server.
+
 Each line is an object with string fields `prediction` and `reference` (say, another system's answers),
 or with `--references FILE`, predictions and references come from two files, line by line. The JSON
 written has the layout of metrics/eval.json: {"<field>": {metric: value}, "signatures": {...}}, so
@@ -10,11 +19,13 @@ with that schema as its response_format) is scored as its answer plus its citati
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from vietlegal import jsonl
-from vietlegal.errors import PredictionsError
+from vietlegal.errors import ConfigError, PredictionsError
 from vietlegal.metrics import structured_answer
 from vietlegal.metrics.scoring import METRIC_NAMES, score_all
 from vietlegal.params import EvaluateConfig
@@ -60,6 +71,29 @@ def pair_up(predictions_path: Path, references_path: Path | None, prediction_fie
     return [p for _, _, p in predicted], [r for _, _, r in expected]
 
 
+def ask_server(url: str, api_key: str | None, model: str | None, questions: Path, out: Path,
+               max_tokens: int) -> dict[str, int]:
+    """Each question of the split answered by the server (greedy) into `out`; returns answers per version."""
+    import openai
+
+    from vietlegal.data.splits import read_test_split
+
+    client = openai.OpenAI(base_url=url.rstrip("/").removesuffix("/v1") + "/v1", api_key=api_key or "none",
+                           max_retries=2, timeout=600)
+    rows, versions = [], Counter()
+    for case in read_test_split(questions):
+        try:
+            r = client.chat.completions.create(model=model or "vietlegal", messages=case.prompt, temperature=0,
+                                               max_tokens=max_tokens)
+        except openai.APIError as exc:
+            raise ConfigError(f"{url}: could not answer {questions} id {case.id}: {exc}") from None
+        versions[r.model] += 1
+        rows.append({"id": case.id, "question": case.question, "prediction": r.choices[0].message.content or "",
+                     "reference": case.reference, "model": r.model, "system_fingerprint": r.system_fingerprint})
+    jsonl.write(out, rows)
+    return dict(versions)
+
+
 def table(name: str, metrics: dict, signatures: dict) -> str:
     lines = [f"{'metric':<22} {name:>10}"]
     for key in (*METRIC_NAMES, "empty_predictions", "examples"):
@@ -79,7 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     defaults = EvaluateConfig()
     ap.add_argument("--bleu-tokenize", default=defaults.bleu_tokenize, help="sacrebleu tokenizer (13a, intl, char, none)")
     ap.add_argument("--chrf-word-order", type=int, default=defaults.chrf_word_order, help="2 = chrF++")
+    ap.add_argument("--ask", metavar="URL", help="a running server: answer --questions there, into --predictions")
+    ap.add_argument("--model", help="with --ask: the model to ask (default: the server's)")
+    ap.add_argument("--questions", type=Path, help="with --ask: a split (data/processed/test.jsonl)")
+    ap.add_argument("--max-tokens", type=int, default=256, help="with --ask: max_tokens per answer")
+    ap.add_argument("--api-key", default=os.environ.get("VIETLEGAL_API_KEY"), help="with --ask: Bearer key")
     args = ap.parse_args(argv)
+    if args.ask:
+        if not args.questions:
+            raise ConfigError("--ask needs --questions (a split such as data/processed/test.jsonl)")
+        versions = ask_server(args.ask, args.api_key, args.model, args.questions, args.predictions, args.max_tokens)
+        print(f"answered by {', '.join(f'{v} ({n})' for v, n in versions.items())}", file=sys.stderr)
     predictions, references = pair_up(args.predictions, args.references, args.prediction_field, args.reference_field)
     # A structured legal answer (response_format with resources/legal_answer.schema.json) is scored as its
     # answer plus its citations written out; free text as it is.

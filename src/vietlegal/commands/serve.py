@@ -1,11 +1,12 @@
-"""OpenAI-compatible API on LitServe: the versioned adapter behind /v1/chat/completions.
+"""OpenAI-compatible API on LitServe: versioned adapters over one base behind /v1/chat/completions.
 
-    vietlegal serve [--adapter models/adapter] [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--rag]
+    vietlegal serve [--adapter models/adapter | --adapter NAME=DIR ...] [--watch] [--host 127.0.0.1]
+                    [--port 8000] [--api-key KEY] [--rag]
 
-Everything it needs comes from the adapter directory (`dvc pull models/adapter` is enough) and
-the `serve:` section of params.yaml (defaults when there is no params.yaml). The key can also
-come from the VIETLEGAL_API_KEY environment variable (better: it stays out of `ps`).
-See docs/serving.md.
+Everything it needs comes from the adapter directories (`dvc pull models/adapter` is enough) and
+the `serve:` section of params.yaml (defaults when there is no params.yaml; serve.adapters names
+several, serve.routes splits a name between them). The key can also come from the VIETLEGAL_API_KEY
+environment variable (better: it stays out of `ps`). See docs/serving.md.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import dataclasses
 import os
 import signal
 import sys
+
+from pathlib import Path
 
 from vietlegal import paths
 from vietlegal.errors import ConfigError
@@ -26,7 +29,12 @@ HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # what LitServe can bind
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="vietlegal serve", description=__doc__.split("\n\n")[0])
-    p.add_argument("--adapter", default=paths.ADAPTER, help="adapter directory (default: %(default)s)")
+    p.add_argument("--adapter", action="append", default=None, metavar="[NAME=]DIR",
+                   help="adapter directory, named NAME (a lone DIR is named 'vietlegal'); repeat for several versions "
+                        f"over one base (default: serve.adapters, else {paths.ADAPTER})")
+    p.add_argument("--watch", action="store_true",
+                   help="load a new version written into an adapter's directory and move its name to it "
+                        "(checked every serve.watch_seconds)")
     p.add_argument("--params", default=None, help="params file (default: params.yaml if present)")
     p.add_argument("--host", default=None, help=f"bind address, one of {', '.join(HOSTS)} (default: serve.host)")
     p.add_argument("--port", type=int, default=None, help="port (default: serve.port)")
@@ -55,14 +63,36 @@ def main(argv: list[str] | None = None) -> int:
     from vietlegal.serve import drain, grounding, model_info, server
 
     grounder, rag_state = grounding.grounder(params.rag, args.rag)  # before the model: a stale index fails fast
-    info = model_info.load(args.adapter)
+    adapters = named_adapters(args.adapter, cfg.adapters)
+    info = model_info.load(next(iter(adapters.values())))
     if warning := grounding.context_mismatch(info.manifest, grounder is not None):
         logger.warning(warning)
-    lit_server = server.build(info, cfg, api_key, params.prepare.system_prompt, grounder=grounder)
-    logger.info("serving %s (adapter %s, version from %s, base %s) on http://%s:%d backend=%s auth=%s %s",
-                info.version.model_id, args.adapter, info.version.source, info.base.model_id, host, port,
-                cfg.backend, "bearer" if api_key else "off", rag_state)
+    lit_server = server.build(info, adapters, cfg, api_key, params.prepare.system_prompt, grounder=grounder,
+                              watch=args.watch)
+    logger.info("serving %s (base %s) on http://%s:%d backend=%s auth=%s watch=%s %s",
+                ", ".join(f"{name}={path}" for name, path in adapters.items()), info.base.model_id, host, port,
+                cfg.backend, "bearer" if api_key else "off", "on" if args.watch else "off", rag_state)
     signal.signal(signal.SIGTERM, drain.main_process_handler(cfg.drain_seconds))  # docker/systemd stop
     lit_server.run(host=host, port=port, num_api_servers=1, generate_client_file=False, access_log=False,
                    log_level=args.log_level)
     return 0
+
+
+def named_adapters(given: list[str] | None, configured: dict[str, str]) -> dict[str, Path]:
+    """--adapter [NAME=]DIR ... (else serve.adapters, else models/adapter) as name -> directory; a lone DIR is named
+    like the alias clients have always sent (model="vietlegal")."""
+    from vietlegal.serve.catalog import MODEL_ALIAS
+
+    if not given:
+        return {name: Path(path) for name, path in configured.items()} or {MODEL_ALIAS: Path(paths.ADAPTER)}
+    found: dict[str, Path] = {}
+    for value in given:
+        name, sep, path = value.partition("=")
+        if not sep:
+            name, path = MODEL_ALIAS, value
+        if not name or not path:
+            raise ConfigError(f"--adapter {value!r}: expected DIR or NAME=DIR")
+        if name in found:
+            raise ConfigError(f"--adapter {value!r}: the name {name!r} is given twice (name each directory: NAME=DIR)")
+        found[name] = Path(path)
+    return found

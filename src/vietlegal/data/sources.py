@@ -28,8 +28,8 @@ import orjson
 
 EXTENSIONS = (".jsonl.gz", ".jsonl", ".json", ".csv", ".parquet")
 IGNORED_NAMES = {"README.md", ".gitignore", ".gitkeep"}
-# data/raw/feedback/ holds review verdicts (JSONL files written by the review page), not Q&A pairs: they are
-# merged into the training data by their own reader, so discovery here never reads them as records.
+# data/raw/feedback/ holds reviewers' verdicts (docs/review.md), not Q&A pairs: prepare reads it with
+# vietlegal.data.feedback (its DIRECTORY), so discovery here never lists it as a Q&A source.
 FEEDBACK_DIR = "feedback"
 BATCH_ROWS = 4096  # parquet / arrow record batch: bounded memory whatever the file's size
 CSV_FIELD_LIMIT = 64 * 1024 * 1024  # a whole law article in one cell exceeds csv's default of 128 KiB

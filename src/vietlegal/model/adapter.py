@@ -4,7 +4,8 @@
       adapter_config.json, adapter_model.safetensors   PEFT LoRA (no modules_to_save, vocab unchanged)
       tokenizer.json, tokenizer_config.json, ...       the tokenizer with its chat template
       vietlegal.json                                   the manifest: base model id + revision, params,
-                                                       data hash, library versions, backend, hardware
+                                                       data hash, library versions, backend, hardware,
+                                                       and the md5 of every other file (`files`)
 
 `vietlegal.json` is read only through `AdapterManifest`; it is enough to rebuild the base on a machine that
 never trained (serving droplet).
@@ -16,9 +17,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vietlegal.errors import AdapterError
+from vietlegal.errors import AdapterError, AdapterIncomplete
 
 SETTINGS_FILE = "vietlegal.json"
+BASE_ADAPTER = "__base__"  # PEFT's name, in a mixed-adapter batch, for rows decoded without an adapter
 NO_CONTEXT = {"with_context": False}
 
 
@@ -37,6 +39,7 @@ class AdapterManifest:
     backend: str | None = None
     hardware: dict = field(default_factory=dict)
     context: dict = field(default_factory=lambda: dict(NO_CONTEXT))  # retrieved provisions in training prompts
+    files: dict = field(default_factory=dict)  # relpath -> md5 of every other file: a half-copied directory shows
 
     @property
     def trained_with_context(self) -> bool:
@@ -54,6 +57,7 @@ class AdapterManifest:
             "backend": self.backend,
             "hardware": self.hardware,
             "context": self.context,
+            "files": self.files,
         }
 
     @classmethod
@@ -62,7 +66,7 @@ class AdapterManifest:
         if not isinstance(base, dict) or not isinstance(base.get("model"), str) or not base["model"]:
             raise AdapterError(f"{where}: missing base.model; retrain or fix the file")
         fields = {k: data[k] for k in ("max_seq_length", "seed", "train", "data_hash", "run_key", "versions",
-                                       "backend", "hardware", "context") if data.get(k) is not None}
+                                       "backend", "hardware", "context", "files") if data.get(k) is not None}
         return cls(base["model"], base.get("revision"), **fields)
 
     def write(self, adapter_dir: str | Path) -> None:
@@ -73,25 +77,60 @@ class AdapterManifest:
 def read_manifest(adapter_dir: str | Path) -> AdapterManifest:
     path = Path(adapter_dir) / SETTINGS_FILE
     if not path.exists():
-        raise AdapterError(
+        raise AdapterIncomplete(
             f"{path}: not found. Train one with `dvc repro train`, or fetch the pushed one with "
             f"`dvc pull {Path(adapter_dir).as_posix()}`"
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AdapterError(f"{path}: not valid JSON ({exc}); retrain, or `dvc pull` the adapter again") from None
+        raise AdapterIncomplete(f"{path}: not valid JSON ({exc}); retrain, or `dvc pull` the adapter again") from None
     return AdapterManifest.from_json(data, str(path))
 
 
+def file_digests(adapter_dir: str | Path) -> dict[str, str]:
+    """relpath -> md5 of every file in the directory (DVC's per-file hash), the manifest excepted."""
+    root = Path(adapter_dir)
+    return {p.relative_to(root).as_posix(): _md5(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.relative_to(root).as_posix() != SETTINGS_FILE}
+
+
+def dir_md5(adapter_dir: str | Path) -> str:
+    """The md5 DVC records for this directory as an output (`<md5>.dir` in dvc.lock): the md5 of its sorted
+    file list, so the same bytes get the same version whether or not DVC tracks them."""
+    root = Path(adapter_dir)
+    entries = [{"md5": _md5(p), "relpath": p.relative_to(root).as_posix()}
+               for p in sorted(root.rglob("*"), key=lambda q: q.relative_to(root).as_posix()) if p.is_file()]
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+
+
 def content_hash(adapter_dir: str | Path) -> str:
-    """A short hash of the adapter's weights and config: names the version being served."""
-    h = hashlib.sha256()
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        p = Path(adapter_dir) / name
-        if p.exists():
-            h.update(p.read_bytes())
-    return h.hexdigest()[:12]
+    """A short hash of the whole adapter directory (DVC's md5 of it): names the version being served."""
+    return dir_md5(adapter_dir)[:12]
+
+
+def check_complete(adapter_dir: str | Path) -> AdapterManifest:
+    """The manifest, once every file it lists is there with its md5; AdapterError naming the first that is not
+    (a copy or `dvc pull` still writing, or a broken copy)."""
+    manifest = read_manifest(adapter_dir)
+    if not manifest.files:
+        raise AdapterError(f"{Path(adapter_dir) / SETTINGS_FILE}: lists no files, so a half-copied directory cannot "
+                           "be told from a complete one; retrain with this version (it records them)")
+    for name, md5 in sorted(manifest.files.items()):
+        path = Path(adapter_dir) / name
+        if not path.is_file():
+            raise AdapterIncomplete(f"{path}: missing (the manifest lists it)")
+        if _md5(path) != md5:
+            raise AdapterIncomplete(f"{path}: md5 differs from the manifest's (still being written, or not this version)")
+    return manifest
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_base_for(manifest: AdapterManifest, device: str = "cpu", dtype=None):
@@ -114,6 +153,25 @@ def load_for_inference(adapter_dir: str | Path, device: str = "cpu", dtype=None)
     model, _ = load_base_for(manifest, device, dtype)
     model = PeftModel.from_pretrained(model, str(adapter_dir)).to(device).eval()
     return model, load_tokenizer(adapter_dir, manifest.base_model), manifest
+
+
+def load_adapters(adapters: dict[str, str | Path], device: str = "cpu", dtype=None):
+    """One copy of the base with every adapter loaded under its name (a PeftModel for mixed-adapter batches:
+    `adapter_names=[...]`, one per row, `BASE_ADAPTER` for none). All must share the base and revision."""
+    from peft import PeftModel
+
+    (first, first_dir), *rest = adapters.items()
+    manifest = read_manifest(first_dir)
+    for name, adapter_dir in rest:
+        other = read_manifest(adapter_dir)
+        if (other.base_model, other.base_revision) != (manifest.base_model, manifest.base_revision):
+            raise AdapterError(f"{adapter_dir}: trained on {other.base_model}@{other.base_revision}, but {first_dir} on "
+                               f"{manifest.base_model}@{manifest.base_revision}: adapters served together share one base")
+    model, _ = load_base_for(manifest, device, dtype)
+    model = PeftModel.from_pretrained(model, str(first_dir), adapter_name=first)
+    for name, adapter_dir in rest:
+        model.load_adapter(str(adapter_dir), adapter_name=name)
+    return model.to(device).eval()
 
 
 def load_tokenizer(adapter_dir: str | Path, model_id: str):

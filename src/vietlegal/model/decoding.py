@@ -121,6 +121,16 @@ class _Batch:
                       torch.cat([running.logits, self.logits]))
 
 
+def _adapter_names(rows: list[_Sequence]) -> dict:
+    """PEFT's mixed-adapter batch: each row through its own adapter (rows naming none get the base)."""
+    names = [row.request.adapter for row in rows]
+    if all(name is None for name in names):
+        return {}  # the model as loaded (merged, or its active adapter)
+    from vietlegal.model.adapter import BASE_ADAPTER
+
+    return {"adapter_names": [name or BASE_ADAPTER for name in names]}
+
+
 def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
     """Zeros on the left of the sequence axis (-1 for a mask, -2 for keys and values) up to `width`."""
     axis = -1 if t.dim() == 2 else -2
@@ -220,7 +230,7 @@ class Stream:
                 tokens = [tokens[k] for k in keep]
             batch.mask = torch.cat([batch.mask, batch.mask.new_ones((len(batch.active), 1))], dim=1)
             step = torch.tensor(tokens, device=self.device).unsqueeze(1)
-            batch.logits = self._forward(step, batch.mask, batch.next_position.unsqueeze(1), batch.cache)
+            batch.logits = self._forward(step, batch.mask, batch.next_position.unsqueeze(1), batch.cache, batch.active)
             batch.next_position = batch.next_position + 1
 
     def _prefill(self, rows: list[_Sequence]) -> _Batch:
@@ -229,7 +239,7 @@ class Stream:
         ids, mask = self._left_padded([r.request.prompt_ids for r in rows])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        logits = self._forward(ids, mask, positions, cache)
+        logits = self._forward(ids, mask, positions, cache, rows)
         return _Batch(list(rows), cache, mask, positions[:, -1] + 1, logits)
 
     def _left_padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,10 +249,10 @@ class Stream:
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         return ids, mask
 
-    def _forward(self, ids, mask, positions, cache) -> torch.Tensor:
+    def _forward(self, ids, mask, positions, cache, rows: list[_Sequence]) -> torch.Tensor:
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
-            logits_to_keep=1,
+            logits_to_keep=1, **_adapter_names(rows),
         )
         return out.logits[:, -1, :].float()
 

@@ -28,6 +28,7 @@ class SamplingRequest:
     seed: int | None = None  # with temperature > 0: same seed, same sample
     json_schema: str | None = None  # response_format json_schema: the answer is JSON valid against it (compact text)
     json_object: bool = False  # response_format json_object: the answer is a JSON object
+    adapter: str | None = None  # a server with several adapters: the worker's name for the weights (None: as loaded)
 
     def as_payload(self) -> dict:
         return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v

@@ -170,3 +170,4 @@ def retrain_tokenizer(files: list[str]) -> None:
     texts = [t for p in sorted(files) for t in _texts(Path(p))]
     target = resources.files("vietlegal.resources").joinpath(TOKENIZER_RESOURCE)
     train_tokenizer(texts).save(str(target))
+

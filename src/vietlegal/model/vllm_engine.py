@@ -39,15 +39,17 @@ def adapter_rank(adapter_dir: str | Path) -> int:
 
 
 def engine_kwargs(base_path: str, revision: str | None, adapter_dir: str | Path, context: int,
-                  max_num_seqs: int, dtype: str = "auto", tensor_parallel_size: int = 1) -> dict:
-    """Engine keyword arguments (vllm.LLM and AsyncEngineArgs take the same) for the adapter's base with LoRA."""
+                  max_num_seqs: int, dtype: str = "auto", tensor_parallel_size: int = 1, max_loras: int = 1,
+                  ranks: tuple[int, ...] = ()) -> dict:
+    """Engine keyword arguments (vllm.LLM and AsyncEngineArgs take the same) for the adapter's base with LoRA.
+    `max_loras`: adapters in one batch; `ranks`: of the other adapters to serve (max_lora_rank holds them all)."""
     return {
         "model": base_path,
         "revision": revision,
         "tokenizer": str(adapter_dir),  # the adapter's tokenizer: the one whose template built the prompt
         "enable_lora": True,
-        "max_loras": 1,
-        "max_lora_rank": lora_rank_slot(adapter_rank(adapter_dir)),
+        "max_loras": max_loras,
+        "max_lora_rank": lora_rank_slot(max((adapter_rank(adapter_dir), *ranks))),
         "max_model_len": context,
         "max_num_seqs": max_num_seqs,
         "dtype": dtype,  # model.device's policy, as the HF path loads it

@@ -29,7 +29,17 @@ def grounder(cfg: RagConfig, flag: bool | None) -> tuple[Grounder | None, str]:
     on = cfg.in_force_on or "today"
     described = (f"rag=on (top {cfg.top_k} {cfg.method} over {len(retriever.corpus)} provisions of {cfg.corpus_dir}, "
                  f"in force on {on})")
-    return (lambda messages: ground(retriever, messages)), described
+    return Grounding(retriever), described
+
+
+class Grounding:
+    """The grounding function; its retriever's corpus also serves the review page (serve/review_routes.py)."""
+
+    def __init__(self, retriever: Retriever):
+        self.retriever = retriever
+
+    def __call__(self, messages: list[dict]) -> Grounded:
+        return ground(self.retriever, messages)
 
 
 def context_mismatch(manifest: AdapterManifest, rag_on: bool) -> str | None:

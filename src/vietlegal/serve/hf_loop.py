@@ -6,7 +6,8 @@ and starts the first request the moment it arrives; while a batch decodes, each 
 arrived since (up to `serve.max_batch_size` sequences in flight) and joins it to the running batch
 (`decoding.Stream.add`), so batching gathers only what arrives while the model is busy.
 
-    Decoder   the batch: requests in (checked; a bad one fails alone), one step at a time, Pieces out
+    Decoder   the batch: requests in (checked; a bad one fails alone), one step at a time, Pieces out; control
+              messages (load / unload an adapter) are applied in queue order, between steps
     HFLoop    LitServe's side: takes requests off the queue, 504s those that waited past serve.queue_timeout,
               sends each request's pieces, then its end
 """
@@ -22,6 +23,7 @@ from litserve.utils import LitAPIStatus, LoopResponseType, PickleableHTTPExcepti
 
 from vietlegal.errors import GenerationError
 from vietlegal.serve.drain import exit_on_sigterm_when_idle
+from vietlegal.serve.hf_adapters import WorkerAdapters
 from vietlegal.serve.log import logger
 from vietlegal.serve.protocol import Piece
 
@@ -34,6 +36,7 @@ Send = Callable[[str, Piece | None], None]  # (request id, piece) or (request id
 @dataclass
 class _Job:
     id: str
+    adapter: str | None = None
     pending: Piece = field(default_factory=Piece)
     last_flush: float = 0.0
     flushed: bool = False
@@ -42,8 +45,9 @@ class _Job:
 class Decoder:
     """The requests decoding in one worker, as one batch that requests join and leave at every step."""
 
-    def __init__(self, model, tokenizer, cancelled: Callable[[], set[str]], send: Send):
+    def __init__(self, model, tokenizer, cancelled: Callable[[], set[str]], send: Send, adapters: WorkerAdapters | None = None):
         self.model, self.tokenizer, self.cancelled, self.send = model, tokenizer, cancelled, send
+        self.adapters = adapters or WorkerAdapters(model, merged=True)
         self.stream = None
         self.jobs: dict[int, _Job] = {}  # stream index -> job
 
@@ -59,14 +63,22 @@ class Decoder:
         context, gone = decoding.context_length(self.model), self.cancelled()
         runnable = []
         for payload in payloads:
+            if "control" in payload:
+                self._control(payload)
+                continue
             request = sampling.SamplingRequest.from_payload(payload)
             try:
                 sampling.check(request, context)
+                self.adapters.acquire(request.adapter)  # held until the request ends: its version stays loaded
             except GenerationError as exc:
                 self._end(payload["id"], Piece(error=str(exc)))
                 continue
+            except KeyError:
+                self._end(payload["id"], Piece(error=f"adapter {request.adapter} is not loaded in the worker"))
+                continue
             if payload["id"] in gone:
                 logger.info("cancelled id=%s (client gone) after completion_tokens=0", payload["id"])
+                self.adapters.release(request.adapter)
                 self._end(payload["id"], Piece(finish_reason=decoding.CANCELLED))
                 continue
             runnable.append((payload["id"], request))
@@ -80,11 +92,27 @@ class Decoder:
             else:
                 indices = self.stream.add(requests)
         except GenerationError as exc:  # a grammar that compiled in the HTTP process but not here
-            for job_id, _ in runnable:
+            for job_id, request in runnable:
+                self.adapters.release(request.adapter)
                 self._end(job_id, Piece(error=str(exc)))
             return
-        for index, (job_id, _) in zip(indices, runnable):
-            self.jobs[index] = _Job(job_id)
+        for index, (job_id, request) in zip(indices, runnable):
+            self.jobs[index] = _Job(job_id, request.adapter)
+
+    def _control(self, payload: dict) -> None:
+        """Load or unload an adapter between steps; answered with a finished piece, or one carrying the error."""
+        try:
+            if payload["control"] == "load":
+                self.adapters.load(payload["adapter"], payload["path"])
+            elif payload["control"] == "unload":
+                self.adapters.unload(payload["adapter"])
+            else:
+                raise ValueError(f"unknown control {payload['control']!r}")
+        except Exception as exc:  # noqa: BLE001 - a bad adapter must not stop the worker; the HTTP side reports it
+            logger.error("control %s %s failed: %s", payload.get("control"), payload.get("adapter"), exc)
+            self._end(payload["id"], Piece(error=f"{type(exc).__name__}: {exc}"))
+            return
+        self._end(payload["id"], Piece(finish_reason="done"))
 
     def step(self) -> None:
         """One decoding step of everything in flight; pieces flushed per request (first text, every 20 ms, end)."""
@@ -104,6 +132,7 @@ class Decoder:
                 job.pending.prompt_tokens, job.pending.completion_tokens = (d.completion.prompt_tokens,
                                                                             d.completion.completion_tokens)
                 del self.jobs[d.index]
+                self.adapters.release(job.adapter)
                 self._end(job.id, job.pending)
             elif job.pending.text and (not job.flushed or now - job.last_flush >= FLUSH_SECONDS):
                 self.send(job.id, job.pending)
@@ -121,10 +150,11 @@ class Decoder:
         self.send(job_id, None)
 
 
-def decode_all(model, tokenizer, payloads: list[dict], cancelled: Callable[[], set[str]]) -> Iterator[tuple[str, Piece | None]]:
+def decode_all(model, tokenizer, payloads: list[dict], cancelled: Callable[[], set[str]],
+               adapters: WorkerAdapters | None = None) -> Iterator[tuple[str, Piece | None]]:
     """(request id, piece), then (request id, None) at its end, for payloads decoded together to the end."""
     sent: list[tuple[str, Piece | None]] = []
-    decoder = Decoder(model, tokenizer, cancelled, lambda job_id, piece: sent.append((job_id, piece)))
+    decoder = Decoder(model, tokenizer, cancelled, lambda job_id, piece: sent.append((job_id, piece)), adapters)
     decoder.submit(payloads)
     while True:
         yield from sent
@@ -145,7 +175,7 @@ class HFLoop(LitLoop):
     def run(self, lit_api, device, worker_id, request_queue, transport, workers_setup_status, callback_runner):
         if self.decoder is None:
             self.decoder = Decoder(lit_api.model, lit_api.tokenizer, lit_api.cancelled,
-                                   lambda job_id, piece: self._send(transport, job_id, piece))
+                                   lambda job_id, piece: self._send(transport, job_id, piece), lit_api.adapters)
             exit_on_sigterm_when_idle(lambda: self.decoder.size == 0)
         busy = self.decoder.size > 0
         arrived = self._take(lit_api, request_queue, transport, block=not busy,

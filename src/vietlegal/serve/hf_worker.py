@@ -1,7 +1,9 @@
 """The transformers backend (`serve.backend: hf`, CPU or GPU) in LitServe's inference worker process.
 
-`setup` loads the adapter (merged into the base) in the device policy's dtype; `HFLoop` (hf_loop.py) decodes
-what arrives with continuous batching through `vietlegal.model.decoding`.
+`setup` loads the base once, in the device policy's dtype, with the adapters over it: a single adapter is
+merged into the base (no extra matmuls), several stay apart so that requests for different versions decode in
+one batch (PEFT's mixed-adapter batches). `HFLoop` (hf_loop.py) decodes what arrives with continuous batching
+through `vietlegal.model.decoding`.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import os
 from collections.abc import Iterator
 
 from vietlegal.serve.drain import ignore_sigterm_in_worker
+from vietlegal.serve.hf_adapters import WorkerAdapters
 from vietlegal.serve.hf_loop import decode_all
 from vietlegal.serve.log import configure_logging, logger
 from vietlegal.serve.protocol import Piece
@@ -16,14 +19,15 @@ from vietlegal.serve.worker import ChatAPI
 
 
 class HFChatAPI(ChatAPI):
-    def __init__(self, *args, cpu_threads: int | None = None, **kwargs):
+    def __init__(self, *args, cpu_threads: int | None = None, merge: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.cpu_threads = cpu_threads
+        self.merge = merge and len(self.adapters_at) == 1
 
     def setup(self, device: str) -> None:
         import torch
 
-        from vietlegal.model.adapter import load_for_inference
+        from vietlegal.model.adapter import load_adapters
         from vietlegal.model.device import inference_dtype
         from vietlegal.serve import model_info
 
@@ -31,12 +35,15 @@ class HFChatAPI(ChatAPI):
         ignore_sigterm_in_worker()
         if self.cpu_threads and not str(device).startswith("cuda"):
             torch.set_num_threads(self.cpu_threads)  # tiny matrices: thread hand-offs cost more than they save
-        model, _, _ = load_for_inference(self.adapter_dir, device=device, dtype=inference_dtype(device))
-        # Fold the LoRA weights into the base (unquantized here): same outputs, no extra matmuls per layer.
-        self.model = model.merge_and_unload().eval()
+        model = load_adapters(self.adapters_at, device=device, dtype=inference_dtype(device))
+        if self.merge:
+            # Fold the LoRA weights into the base (unquantized here): same outputs, no extra matmuls per layer.
+            model = model.merge_and_unload().eval()
+        self.model, self.adapters = model, WorkerAdapters(model, merged=self.merge)
         self.tokenizer = model_info.load(self.adapter_dir).tokenizer  # the one the HTTP side encodes with
-        logger.info("inference worker pid=%d ready on %s", os.getpid(), device)
+        logger.info("inference worker pid=%d ready on %s with %d adapter(s)%s", os.getpid(), device,
+                    len(self.adapters_at), " merged" if self.merge else "")
 
     def predict(self, jobs: list[dict], context: list[dict]) -> Iterator[tuple[str, Piece | None]]:
         """Not LitServe's path (HFLoop drives a Decoder itself): decode jobs together, to the end."""
-        yield from decode_all(self.model, self.tokenizer, jobs, self.cancelled)
+        yield from decode_all(self.model, self.tokenizer, jobs, self.cancelled, self.adapters)

@@ -19,6 +19,7 @@ from vietlegal.errors import ChatError, GenerationError
 from vietlegal.model import chat, structure
 from vietlegal.model.decoding import end_token_ids
 from vietlegal.model.sampling import SamplingRequest
+from vietlegal.serve.catalog import Catalog, Target
 from vietlegal.serve.protocol import ApiError
 
 MAX_STOP = 4  # OpenAI's limit on stop sequences
@@ -39,6 +40,7 @@ class ChatJob:
     stream: bool = False
     include_usage: bool = True
     retrieved_provisions: list[str] | None = None  # serve --rag: ids put into the prompt ([] = no hit); never sent to the worker
+    target: Target | None = None  # the adapter version that answers (named in the response); never sent to the worker
 
     def payload(self) -> dict:
         return {"id": self.id, **self.sampling.as_payload()}
@@ -49,14 +51,14 @@ class Validator:
     tokenizer: object
     context: int  # the model's context window in tokens
     default_max_tokens: int
-    model_ids: tuple[str, ...]  # names a request may use for the served model
+    catalog: Catalog  # the models a request may name (`model`)
     system_prompt: str | None = None
     grounder: object = None  # serve --rag: messages -> vietlegal.rag.context.Grounded
     vocab_size: int | None = None  # the model's output vocabulary (None: the tokenizer's length)
 
     def parse(self, raw: bytes, request_id: str, force_stream: bool = False) -> ChatJob:
         body = _json_object(raw)
-        self._check_model(body.get("model"))
+        target = self._target(body)
         _check_unsupported(body)
         messages = self._messages(body)
         retrieved = None
@@ -75,6 +77,7 @@ class Validator:
             top_p=_number(body, "top_p", DEFAULT_TOP_P, 0.0, 1.0, low_open=True),
             stop=_stop(body.get("stop")),
             seed=_seed(body),
+            adapter=target.adapter,
         )
         return ChatJob(
             id=request_id,
@@ -82,16 +85,17 @@ class Validator:
             stream=stream,
             include_usage=_include_usage(body.get("stream_options"), stream),
             retrieved_provisions=retrieved,
+            target=target,
         )
 
-    def _check_model(self, model: object) -> None:
-        if model in (None, ""):
-            return  # like vLLM: no model means the one served
-        if not isinstance(model, str):
+    def _target(self, body: dict) -> Target:
+        """The model named (none: the server's default, like vLLM); a route picks by `user`, sticky."""
+        model, user = body.get("model"), body.get("user")
+        if model is not None and not isinstance(model, str):
             raise ApiError(400, "model: must be a string", "model", "invalid_type")
-        if model not in self.model_ids:
-            raise ApiError(404, f"The model '{model}' does not exist; this server serves {self.model_ids[0]!r} "
-                                "(GET /v1/models)", "model", "model_not_found")
+        if user is not None and not isinstance(user, str):
+            raise ApiError(400, "user: must be a string", "user", "invalid_type")
+        return self.catalog.resolve(model, user)
 
     def _messages(self, body: dict) -> list[dict]:
         if "messages" not in body:
@@ -307,3 +311,19 @@ def _check_unsupported(body: dict) -> None:
     if body.get("modalities") not in (None, ["text"]):
         raise ApiError(400, "modalities: this server answers text only", "modalities", "unsupported_value")
 
+
+
+def admin_body(raw: bytes, fields: tuple[str, ...], admin_key: str | None) -> dict[str, str]:
+    """The body of /v1/load_lora_adapter or /v1/unload_lora_adapter: exactly these string fields."""
+    if not admin_key:
+        raise ApiError(403, "adapter loading is off on a server without a key: start it with --api-key (or "
+                            "VIETLEGAL_API_KEY) to use the admin endpoints", None, "admin_disabled")
+    body = _json_object(raw)
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise ApiError(400, f"{unknown[0]}: unknown field (expected {', '.join(fields)})", unknown[0], "unknown_parameter")
+    for name in fields:
+        value = body.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise ApiError(400, f"{name}: missing or not a non-empty string", name, "missing_required_parameter")
+    return {name: body[name].strip() for name in fields}

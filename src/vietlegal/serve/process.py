@@ -25,14 +25,16 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, adapter: str | Path, log_path: str | Path, api_key: str | None = None,
+    def __init__(self, adapter: str | Path | list[str], log_path: str | Path, api_key: str | None = None,
                  params: str | Path | None = None, port: int | None = None, cwd: str | Path | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, extra_args: tuple[str, ...] = ()):
+        """`adapter`: a directory, or a list of `--adapter` values (DIR or NAME=DIR)."""
         self.port = port or free_port()
         self.base_url = f"http://{HOST}:{self.port}"
         self.api_key, self.log_path = api_key, Path(log_path)
-        self.cmd = [sys.executable, "-m", "vietlegal.cli", "serve", "--adapter", str(adapter), "--host", HOST,
-                    "--port", str(self.port)]
+        adapters = [str(adapter)] if isinstance(adapter, (str, Path)) else list(adapter)
+        self.cmd = [sys.executable, "-m", "vietlegal.cli", "serve", *(a for value in adapters for a in ("--adapter", value)),
+                    "--host", HOST, "--port", str(self.port), *extra_args]
         if params:
             self.cmd += ["--params", str(params)]
         self.env = {**os.environ, **(env or {})}

@@ -8,8 +8,10 @@ side of the chat endpoint:
 
   POST /v1/chat/completions          stream false or true (SSE ending with `data: [DONE]`)
   POST /v1/chat/completions/stream   the seed's endpoint: same body, always streams
-  GET  /v1/models                    the served adapter version
-  GET  /metrics                      Prometheus
+  GET  /v1/models                    the served adapters (each at its version), routes and the base
+  POST /v1/load_lora_adapter         admin (vLLM's name and body): serve a directory as a name, or its next version
+  POST /v1/unload_lora_adapter       admin: stop serving a name
+  GET  /metrics                      Prometheus (requests, tokens, latency per version)
 
 Requests are validated and tokenized here (see parsing.py); the worker receives prompt ids
 and sampling parameters, and sends back `Piece`s. A client that goes away has its id put on
@@ -30,29 +32,33 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from litserve.specs.openai import OpenAISpec
 from litserve.utils import LitAPIStatus, ResponseBufferItem
 
+from vietlegal.errors import AdapterError
+from vietlegal.serve.catalog import Catalog
 from vietlegal.serve.limits import read_body
 from vietlegal.serve.log import logger
-from vietlegal.serve.parsing import ChatJob, Validator
+from vietlegal.serve.parsing import ChatJob, Validator, admin_body
 from vietlegal.serve.prometheus import Metrics, RequestRecord
 from vietlegal.serve.protocol import ApiError, Piece
-from vietlegal.serve.version import AdapterVersion
+from vietlegal.serve.swap import Swapper
+from vietlegal.serve.version import AdapterVersion, BaseVersion
 
 CLIENT_CLOSED = 499  # nginx's code for "client closed request": logged, never sent
 
 
 class ChatSpec(OpenAISpec):
-    def __init__(self, validator: Validator, version: AdapterVersion, max_body_bytes: int, cancel_queue,
-                 base_model: str, max_queued: int = 64):
+    def __init__(self, validator: Validator, catalog: Catalog, max_body_bytes: int, cancel_queue, max_queued: int = 64,
+                 admin_key: str | None = None):
         super().__init__()
-        self.validator, self.version, self.max_body_bytes = validator, version, max_body_bytes
-        self.cancel_queue, self.base_model, self.max_queued = cancel_queue, base_model, max_queued
+        self.validator, self.catalog, self.max_body_bytes = validator, catalog, max_body_bytes
+        self.cancel_queue, self.max_queued, self.admin_key = cancel_queue, max_queued, admin_key
         self.created = int(time.time())
         self._metrics: Metrics | None = None
+        self.swapper = Swapper(catalog, validator.tokenizer if validator else None, self.control)
 
     def __getstate__(self):
-        # The inference worker gets a pickled copy: it needs neither the tokenizer nor the metrics.
+        # The inference worker gets a pickled copy: it needs neither the tokenizer, the catalog nor the metrics.
         state = super().__getstate__()
-        state.update(validator=None, _metrics=None)
+        state.update(validator=None, catalog=None, swapper=None, _metrics=None)
         return state
 
     # --- LitServe hooks -------------------------------------------------------------------------
@@ -60,6 +66,8 @@ class ChatSpec(OpenAISpec):
         super().pre_setup(lit_api)  # registers self.chat_completion and checks predict is a generator
         self.add_endpoint(self.api_path + "/stream", self.stream_completion, ["POST"])
         self.add_endpoint("/v1/models", self.models, ["GET"])
+        self.add_endpoint("/v1/load_lora_adapter", self.load_adapter, ["POST"])
+        self.add_endpoint("/v1/unload_lora_adapter", self.unload_adapter, ["POST"])
         self.add_endpoint("/metrics", self.prometheus, ["GET"])
 
     def populate_context(self, context: dict, request: dict) -> None:
@@ -82,11 +90,29 @@ class ChatSpec(OpenAISpec):
         return await self._complete(request, force_stream=True)
 
     async def models(self) -> JSONResponse:
-        return JSONResponse({"object": "list", "data": [{
-            "id": self.version.model_id, "object": "model", "created": self.created, "owned_by": "vietlegal",
-            "root": self.version.model_id, "parent": self.base_model, "adapter_version": self.version.hash,
-            "version_source": self.version.source, "max_model_len": self.validator.context,
-        }]})
+        return JSONResponse({"object": "list", "data": self.catalog.models(self.created)})
+
+    async def load_adapter(self, request: Request) -> Response:
+        """vLLM's body {"lora_name", "lora_path"}; a name already served moves to the directory's version."""
+        try:
+            body = admin_body(await read_body(request, self.max_body_bytes), ("lora_name", "lora_path"), self.admin_key)
+            served = await self.swapper.load(body["lora_name"], body["lora_path"])
+        except ApiError as exc:
+            return exc.response()
+        except AdapterError as exc:
+            return ApiError(400, str(exc), "lora_path", "invalid_adapter").response()
+        return Response(f"Success: LoRA adapter '{served.name}' added successfully ({served.version.model_id}).",
+                        media_type="text/plain")
+
+    async def unload_adapter(self, request: Request) -> Response:
+        try:
+            body = admin_body(await read_body(request, self.max_body_bytes), ("lora_name",), self.admin_key)
+            await self.swapper.unload(body["lora_name"])
+        except ApiError as exc:
+            return exc.response()
+        except AdapterError as exc:
+            return ApiError(500, str(exc), None, "internal_error").response()
+        return Response(f"Success: LoRA adapter '{body['lora_name']}' removed successfully.", media_type="text/plain")
 
     async def prometheus(self) -> Response:
         return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4")
@@ -108,6 +134,7 @@ class ChatSpec(OpenAISpec):
             self._close(record)
             raise
         record.stream, record.prompt_tokens = job.stream, len(job.sampling.prompt_ids)
+        record.model, record.route = job.target.version.model_id, job.target.route
         record.retrieved = job.retrieved_provisions
         if self.request_queue.qsize() >= self.max_queued:
             # Told at once to come back, rather than waiting up to serve.queue_timeout for a slot.
@@ -122,10 +149,24 @@ class ChatSpec(OpenAISpec):
         return await self._json_unless_gone(job, pieces, record, request)
 
     def _submit(self, job: ChatJob) -> AsyncIterator[Piece]:
+        return self._put(job.id, job.payload())
+
+    def _put(self, job_id: str, payload: dict) -> AsyncIterator[Piece]:
         queue, event = deque(), asyncio.Event()
-        self.response_buffer[job.id] = ResponseBufferItem(event=event, response_queue=queue)
-        self.request_queue.put((self.response_queue_id, job.id, time.monotonic(), job.payload()))
-        return self._pieces(job.id, queue, event)
+        self.response_buffer[job_id] = ResponseBufferItem(event=event, response_queue=queue)
+        self.request_queue.put((self.response_queue_id, job_id, time.monotonic(), payload))
+        return self._pieces(job_id, queue, event)
+
+    async def control(self, payload: dict) -> Piece:
+        """A control message (load / unload an adapter) through the request queue: the worker sees it in order with
+        the requests, so a version is loaded before the first request for it arrives."""
+        last = Piece()
+        try:
+            async for piece in self._put(payload["id"], payload):
+                last = piece
+        except ApiError as exc:
+            return Piece(error=exc.message)
+        return last
 
     async def _pieces(self, job_id: str, queue: deque, event: asyncio.Event) -> AsyncIterator[Piece]:
         try:
@@ -174,8 +215,8 @@ class ChatSpec(OpenAISpec):
             last = piece
         self._account(record, last)
         return {
-            "id": job.id, "object": "chat.completion", "created": int(time.time()), "model": self.version.model_id,
-            "system_fingerprint": self.version.fingerprint,
+            "id": job.id, "object": "chat.completion", "created": int(time.time()), "model": job.target.version.model_id,
+            "system_fingerprint": job.target.version.fingerprint,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
                          "logprobs": None, "finish_reason": last.finish_reason}],
             "usage": _usage(last),
@@ -183,7 +224,7 @@ class ChatSpec(OpenAISpec):
         }
 
     async def _sse(self, job: ChatJob, pieces, record: RequestRecord) -> AsyncIterator[str]:
-        chunk = _Chunks(job.id, self.version)
+        chunk = _Chunks(job.id, job.target.version)
         done = False
         try:
             yield chunk.delta({"role": "assistant", "content": ""}, extra=_retrieval(job))
@@ -235,7 +276,7 @@ def queue_full(max_queued: int) -> ApiError:
 class _Chunks:
     """`chat.completion.chunk` SSE events of one stream (same id, created, model, fingerprint)."""
 
-    def __init__(self, job_id: str, version: AdapterVersion):
+    def __init__(self, job_id: str, version: AdapterVersion | BaseVersion):
         self.head = {"id": job_id, "object": "chat.completion.chunk", "created": int(time.time()),
                      "model": version.model_id, "system_fingerprint": version.fingerprint}
 

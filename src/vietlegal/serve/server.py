@@ -1,15 +1,18 @@
 """Wire the pieces into one LitServer: spec (HTTP side), LitAPI (worker side), limits, errors."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing as mp
+from pathlib import Path
 
 import litserve as ls
 from starlette.middleware.cors import CORSMiddleware
 
 from vietlegal.errors import ConfigError, HardwareError
 from vietlegal.params import SERVE_BACKENDS, ServeConfig
-from vietlegal.serve import drain, protocol
+from vietlegal.serve import drain, protocol, review_routes
+from vietlegal.serve.catalog import Catalog, open_catalog
 from vietlegal.serve.drain import DrainGate
 from vietlegal.serve.hf_loop import HFLoop
 from vietlegal.serve.hf_worker import HFChatAPI
@@ -17,19 +20,24 @@ from vietlegal.serve.limits import BodyLimit
 from vietlegal.serve.model_info import ModelInfo
 from vietlegal.serve.parsing import Validator
 from vietlegal.serve.routes import ChatSpec
+from vietlegal.serve.version import BaseVersion
+from vietlegal.serve.watch import Watcher
 from vietlegal.serve.worker import ChatAPI
 
-MODEL_ALIAS = "vietlegal"  # accepted besides the versioned id: "whatever version this server runs"
 
-
-def build(info: ModelInfo, cfg: ServeConfig, api_key: str | None, system_prompt: str | None,
-          grounder=None) -> ls.LitServer:
-    """`grounder`: vietlegal.serve.grounding's retrieval step (None: answer closed-book)."""
-    validator = Validator(info.tokenizer, info.context, cfg.max_new_tokens, (info.version.model_id, MODEL_ALIAS),
-                          system_prompt, grounder, info.vocab_size)
+def build(info: ModelInfo, adapters: dict[str, Path], cfg: ServeConfig, api_key: str | None, system_prompt: str | None,
+          grounder=None, watch: bool = False) -> ls.LitServer:
+    """`info`: the first adapter's (tokenizer, base, context); `adapters`: name -> directory, served together;
+    `grounder`: vietlegal.serve.grounding's retrieval step (None: answer closed-book); `watch`: pick up new
+    versions written into the adapters' directories."""
+    merged = cfg.backend == "hf" and cfg.merge_single_adapter and len(adapters) == 1 and not watch
+    catalog = open_catalog(BaseVersion(info.base.model_id, info.base.revision), info.context, adapters, cfg.routes,
+                           merged)
+    validator = Validator(info.tokenizer, info.context, cfg.max_new_tokens, catalog, system_prompt, grounder,
+                          info.vocab_size)
     cancel_queue = mp.get_context("spawn").Queue()  # HTTP process -> worker: ids of requests whose client left
-    spec = ChatSpec(validator, info.version, cfg.max_body_bytes, cancel_queue, info.base.model_id, cfg.max_queued)
-    api, accelerator, devices = make_api(cfg, str(info.adapter_dir), api_key, cancel_queue, spec)
+    spec = ChatSpec(validator, catalog, cfg.max_body_bytes, cancel_queue, cfg.max_queued, admin_key=api_key)
+    api, accelerator, devices = make_api(cfg, worker_adapters(catalog), api_key, cancel_queue, spec, merged)
     server = ls.LitServer(
         api,
         accelerator=accelerator,
@@ -38,23 +46,35 @@ def build(info: ModelInfo, cfg: ServeConfig, api_key: str | None, system_prompt:
         fast_queue=True,  # ZMQ for worker -> HTTP messages: no manager round trip per streamed piece
         timeout=cfg.queue_timeout,
         middlewares=middlewares(cfg),
-        model_metadata={"model": info.version.model_id, "base": info.base.model_id,
-                        "adapter_version": info.version.hash, "version_source": info.version.source},
+        model_metadata={"models": catalog.names(), "base": info.base.model_id},
     )
     protocol.install(server.app)
-    drain_on_sigterm(server, cfg.drain_seconds)
+    review_routes.install(server.app, api_key=api_key, feedback_dir=cfg.feedback_dir, grounder=grounder,
+                          enabled=cfg.review_page, max_body_bytes=cfg.max_body_bytes)
+    on_start(server, cfg.drain_seconds, Watcher(spec.swapper, cfg.watch_seconds) if watch else None)
     return server
 
 
-def drain_on_sigterm(server: ls.LitServer, drain_seconds: float) -> None:
-    """Each HTTP process installs the draining SIGTERM handler as it starts (LitServe's lifespan, wrapped)."""
+def worker_adapters(catalog: Catalog) -> dict[str, str]:
+    """What the worker loads at start: each served version once (names at one version share it)."""
+    return {served.key: str(served.path) for served in catalog.adapters.values()}
+
+
+def on_start(server: ls.LitServer, drain_seconds: float, watcher: Watcher | None) -> None:
+    """Each HTTP process installs the draining SIGTERM handler as it starts, and runs the watcher while it serves
+    (LitServe's lifespan, wrapped)."""
     litserve_lifespan = server.app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         drain.install_http_handler(drain_seconds)
         async with litserve_lifespan(app):
-            yield
+            task = asyncio.create_task(watcher.run()) if watcher else None
+            try:
+                yield
+            finally:
+                if task is not None:
+                    task.cancel()
 
     server.app.router.lifespan_context = lifespan
 
@@ -69,13 +89,13 @@ def middlewares(cfg: ServeConfig) -> list[tuple[type, dict]]:
     return found
 
 
-def make_api(cfg: ServeConfig, adapter_dir: str, api_key: str | None, cancel_queue,
-             spec: ChatSpec) -> tuple[ChatAPI, str, int | str]:
+def make_api(cfg: ServeConfig, adapters: dict[str, str], api_key: str | None, cancel_queue,
+             spec: ChatSpec, merged: bool = True) -> tuple[ChatAPI, str, int | str]:
     """(the LitAPI for serve.backend, LitServe's accelerator, its devices)."""
     if cfg.backend == "hf":
         # Continuous batching (hf_loop.py): no batch window; max_batch_size bounds the sequences in flight.
-        api = HFChatAPI(adapter_dir, api_key, cancel_queue, max_batch_size=cfg.max_batch_size, spec=spec,
-                        cpu_threads=cfg.cpu_threads, loop=HFLoop())
+        api = HFChatAPI(adapters, api_key, cancel_queue, max_batch_size=cfg.max_batch_size, spec=spec,
+                        cpu_threads=cfg.cpu_threads, loop=HFLoop(), merge=merged)
         return api, "auto", "auto"
     if cfg.backend == "vllm":
         if not cuda_available():
@@ -85,8 +105,9 @@ def make_api(cfg: ServeConfig, adapter_dir: str, api_key: str | None, cancel_que
 
         # LitServe cannot batch async APIs; vLLM batches continuously itself. One LitServe worker: with
         # tensor parallelism vLLM starts a process per GPU itself (a LitServe worker per GPU would fight it).
-        api = VLLMChatAPI(adapter_dir, api_key, cancel_queue, max_batch_size=1, enable_async=True, spec=spec,
-                          max_num_seqs=cfg.max_batch_size, tensor_parallel_size=cfg.tensor_parallel_size)
+        api = VLLMChatAPI(adapters, api_key, cancel_queue, max_batch_size=1, enable_async=True, spec=spec,
+                          max_num_seqs=cfg.max_batch_size, tensor_parallel_size=cfg.tensor_parallel_size,
+                          max_loras=cfg.max_adapters, max_lora_rank=cfg.max_lora_rank)
         return api, "cuda", 1
     raise ConfigError(f"params.yaml: serve.backend {cfg.backend!r} is not one of {', '.join(SERVE_BACKENDS)}")
 

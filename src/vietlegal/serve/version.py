@@ -1,7 +1,9 @@
-"""Which adapter version is being served: its DVC hash from dvc.lock, else a hash of its files.
+"""Which adapter version is being served: the md5 DVC gives its directory, confirmed by dvc.lock when tracked.
 
-The served model id and `system_fingerprint` carry it, so every answer traces back to the
-params and data recorded for that version in dvc.lock / git.
+The hash is computed from the files, the way DVC computes a directory output's md5, so a version copied over
+a tracked directory is never named after the stale dvc.lock entry; `source` says whether dvc.lock records
+exactly these bytes. The served model id and `system_fingerprint` carry it, so every answer traces back to
+the params and data recorded for that version in dvc.lock / git.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from vietlegal.model.adapter import content_hash
+from vietlegal.model.adapter import dir_md5
 
 MODEL_PREFIX = "vietlegal-"
 
@@ -29,11 +31,27 @@ class AdapterVersion:
         return "fp_" + self.hash
 
 
-def adapter_version(adapter_dir: str | Path) -> AdapterVersion:
-    locked = dvc_hash(Path(adapter_dir))
-    if locked:
-        return AdapterVersion(locked[:12], "dvc.lock")
-    return AdapterVersion(content_hash(adapter_dir), "content")
+def adapter_version(adapter_dir: str | Path, tracked_as: str | Path | None = None) -> AdapterVersion:
+    """`tracked_as`: where dvc.lock knows the directory, when `adapter_dir` is a copy of it (a snapshot)."""
+    md5 = dir_md5(adapter_dir)
+    return AdapterVersion(md5[:12], "dvc.lock" if dvc_hash(Path(tracked_as or adapter_dir)) == md5 else "content")
+
+
+@dataclass(frozen=True)
+class BaseVersion:
+    """The base model with no adapter (listed and answered like vLLM's base entry)."""
+
+    model_id: str
+    revision: str | None = None
+    source: str = "base"
+
+    @property
+    def hash(self) -> str:
+        return "base"
+
+    @property
+    def fingerprint(self) -> str:
+        return "fp_base" + (f"_{self.revision[:12]}" if self.revision else "")
 
 
 def dvc_hash(adapter_dir: Path) -> str | None:

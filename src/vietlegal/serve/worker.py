@@ -15,9 +15,12 @@ CANCEL_MEMORY_SECONDS = 600  # a cancel can arrive before its request leaves the
 
 
 class ChatAPI(ls.LitAPI):
-    def __init__(self, adapter_dir: str, api_key: str | None, cancel_queue, **litapi_kwargs):
+    def __init__(self, adapters: dict[str, str], api_key: str | None, cancel_queue, **litapi_kwargs):
+        """`adapters`: worker key (the version hash) -> directory, for the versions served at start."""
         super().__init__(**litapi_kwargs)
-        self.adapter_dir, self.api_key, self.cancel_queue = str(adapter_dir), api_key, cancel_queue
+        self.adapters_at = {key: str(path) for key, path in adapters.items()}
+        self.adapter_dir = next(iter(self.adapters_at.values()))  # its tokenizer is the one every prompt uses
+        self.api_key, self.cancel_queue = api_key, cancel_queue
         self._cancelled: dict[str, float] = {}
 
     def authorize(self, request: Request) -> None:

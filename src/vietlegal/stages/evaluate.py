@@ -5,6 +5,8 @@
                                        "by_field": {field: {value: {...}}} where prepare.keep_fields kept a field}
            metrics/predictions.jsonl  question, reference, both answers, per-example scores
            metrics/eval_plot.json     base vs tuned on a 0-1 scale, for `dvc plots show`
+    data/processed/reviews.jsonl (reviewers' verdicts, docs/review.md)
+        -> metrics/review.json        per model version: reviewed, correct, share_correct
 
 No model is loaded here (perplexity has its own stage), so a scoring param change reruns only this.
 Metric names and scales: see `vietlegal.metrics.scoring` and docs/evaluation.md.
@@ -17,13 +19,16 @@ from pathlib import Path
 from vietlegal import jsonl, paths
 from vietlegal.data.answers import SYSTEMS, read_answers, read_perplexity
 from vietlegal.data.splits import check_against_split, read_test_split
+from vietlegal.errors import DataError
 from vietlegal.metrics.groups import by_field
+from vietlegal.metrics.review import review_report
 from vietlegal.metrics.scoring import METRIC_NAMES, score_all
 from vietlegal.params import EvaluateConfig
 from vietlegal.stage_cli import stage_args
 
 FILES = {"answers": paths.ANSWERS, "test": paths.TEST_SPLIT, "perplexity": paths.PERPLEXITY,
-         "metrics": paths.EVAL_METRICS, "predictions": paths.PREDICTIONS, "plot": paths.EVAL_PLOT}
+         "metrics": paths.EVAL_METRICS, "predictions": paths.PREDICTIONS, "plot": paths.EVAL_PLOT,
+         "reviews": paths.REVIEWS, "review": paths.REVIEW_METRICS}
 
 # Metrics drawn in the plot, each brought to 0-1 (BLEU and chrF++ are reported on 0-100).
 PLOTTED = {"rouge1_f1": 1, "rouge2_f1": 1, "rougeL_f1": 1, "bleu_0_100": 100, "chrf_0_100": 100, "citation_f1": 1}
@@ -81,6 +86,17 @@ def run(cfg: EvaluateConfig, answers_path: Path, test_path: Path, perplexity_pat
     return report
 
 
+def review(reviews_path: Path, review_path: Path) -> dict:
+    """metrics/review.json from prepare's reviews.jsonl (an empty report when nothing was reviewed)."""
+    rows = [row for _, row in jsonl.read_objects(reviews_path, DataError, "run `vietlegal prepare`")]
+    for k, row in enumerate(rows, start=1):
+        if not isinstance(row.get("model"), str) or not isinstance(row.get("verdict"), str):
+            raise DataError(f"{reviews_path}:{k}: expected model and verdict; re-run `vietlegal prepare`")
+    report = review_report(rows)
+    jsonl.write_json(review_path, report)
+    return report
+
+
 def summary(report: dict) -> str:
     lines = [f"{'metric':<22} {'base':>10} {'tuned':>10} {'delta':>10}"]
     for name in (*METRIC_NAMES, "perplexity", "empty_predictions"):
@@ -92,4 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     params, args = stage_args(__name__, __doc__, argv, FILES)
     report = run(params.evaluate, args.answers, args.test, args.perplexity, args.metrics, args.predictions, args.plot)
     print(summary(report), file=sys.stderr)
+    reviewed = review(args.reviews, args.review)
+    for model, scores in reviewed["models"].items():
+        print(f"review {model}: {scores['correct']}/{scores['reviewed']} marked correct", file=sys.stderr)
     return 0

@@ -4,6 +4,9 @@
                                           data/processed/rejects.jsonl            {"source", "reason", "detail", "raw"}
                                           metrics/data.json                       counts, rejects per reason, lengths,
                                                                                   ignored_fields {file: {field: count}}
+    data/raw/feedback/*.jsonl         ->  corrections into the splits (the correction as the answer)
+    (reviewers' verdicts, docs/review.md) data/processed/preferences.jsonl        {"prompt", "chosen", "rejected"}
+                                          data/processed/reviews.jsonl            one row per reviewed answer
 
 Same inputs and params give byte-identical outputs, so DVC skips everything downstream.
 """
@@ -15,7 +18,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from vietlegal import jsonl, paths
-from vietlegal.data import lengths, records, splitting
+from vietlegal.data import feedback, lengths, records, splitting
 from vietlegal.errors import ConfigError
 from vietlegal.model import base as base_model
 from vietlegal.params import BaseConfig, PrepareConfig
@@ -30,17 +33,25 @@ def run(cfg: PrepareConfig, base: BaseConfig, root: Path = Path("."), metrics_pa
     files = records.find_files(root / cfg.raw_dir, root / cfg.sample if cfg.sample else None)
     if cfg.sample and not (root / cfg.sample).exists():
         raise ConfigError(f"prepare.sample: {cfg.sample} not found; set it to null to use only {cfg.raw_dir}")
+    feedback_dir = root / cfg.raw_dir / feedback.DIRECTORY  # reviews, not Q&A files: read by data/feedback.py
+    files = [f for f in files if feedback_dir not in f.parents]
     reading = records.read_records(files, root, cfg.system_prompt, cfg.context_template, cfg.keep_fields)
     recs, rejects = reading.records, reading.rejects
     if not recs:
         raise ConfigError(f"no usable records in {', '.join(str(f) for f in files) or cfg.raw_dir}")
     recs, n_dupes = splitting.dedupe(recs)
     parts = splitting.split(recs, cfg)
+    reviewed = feedback.read_feedback(feedback_dir, root, cfg.system_prompt)
+    rejects += reviewed.rejects
+    parts, corrections_per_split, correction_dupes = feedback.place_corrections(parts, reviewed.corrections,
+                                                                                splitting.question_key)
     out = root / cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in parts.items():
         jsonl.write(out / f"{name}.jsonl", (r.row() for r in rows))
     jsonl.write(out / "rejects.jsonl", [vars(r) for r in rejects])
+    jsonl.write(out / Path(paths.PREFERENCES).name, reviewed.preferences)
+    jsonl.write(out / Path(paths.REVIEWS).name, reviewed.reviews)
 
     if tokenizer is None:
         tokenizer = base_model.load_tokenizer(base_model.resolve(base.model, base.revision))
@@ -48,15 +59,17 @@ def run(cfg: PrepareConfig, base: BaseConfig, root: Path = Path("."), metrics_pa
     for name, rows in parts.items():
         for r in rows:
             per_source[r.source.rsplit(":", 1)[0]][name] += 1
-    seen = len(recs) + n_dupes + len(rejects)
+    seen = len(recs) + n_dupes + len(rejects) + reviewed.records
     report = {
-        "records": {**{s: len(parts[s]) for s in splitting.SPLITS}, "total": len(recs)},
+        "records": {**{s: len(parts[s]) for s in splitting.SPLITS}, "total": sum(map(len, parts.values()))},
         "per_source": {src: dict(c) for src, c in sorted(per_source.items())},
         "rejects": {"total": len(rejects), "share": len(rejects) / seen, "by_reason": dict(sorted(Counter(r.reason for r in rejects).items()))},
         "duplicates_removed": n_dupes,
         # fields records carried that their shape does not read and prepare.keep_fields does not keep
         "ignored_fields": {src: dict(sorted(c.items())) for src, c in sorted(reading.ignored_fields.items())},
         "lengths": lengths.length_report(list(recs.values()), tokenizer, base.max_seq_length),
+        "feedback": {**reviewed.counts(), "corrections_per_split": corrections_per_split,
+                     "corrections_duplicates": correction_dupes},
     }
     if metrics_path:
         jsonl.write_json(metrics_path, report)

@@ -6,12 +6,13 @@ any point leaves either the previous adapter or none, never a half-written one t
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 from pathlib import Path
 
-from vietlegal.model.adapter import AdapterManifest
+from vietlegal.model.adapter import AdapterManifest, file_digests
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # A pickle of TrainingArguments (vietlegal.json holds the settings) and PEFT's model-card template, which
@@ -50,7 +51,9 @@ def finish(staging: Path, out_dir: Path, tokenizer, manifest: AdapterManifest) -
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    manifest.write(staging)
+    # Written last and listing every other file's md5: a server watching the directory loads it only once all
+    # of them match (serve --watch), never a half-copied version.
+    dataclasses.replace(manifest, files=file_digests(staging)).write(staging)
     replace_dir(staging, out_dir)
 
 

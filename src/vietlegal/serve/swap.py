@@ -1,0 +1,111 @@
+"""Loading, switching and unloading adapter versions while the server runs (admin endpoints and `--watch`).
+
+A version is copied to a private snapshot first and checked there (every file the manifest lists, with its
+md5), so a directory that `dvc pull` or `cp` is still writing is never loaded, and nothing that changes on disk
+afterwards can change what the worker holds. The worker loads it (the control message travels the request
+queue, so it is in place before any request for it), then the name moves to the new version. Requests already
+queued or decoding keep the version they resolved to: the worker drops old weights only once no sequence
+uses them.
+"""
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from vietlegal.errors import AdapterError, AdapterIncomplete
+from vietlegal.model import adapter
+from vietlegal.serve.catalog import Catalog, Served
+from vietlegal.serve.log import logger
+from vietlegal.serve.protocol import Piece
+from vietlegal.serve.version import adapter_version
+
+SendControl = Callable[[dict], Awaitable[Piece]]  # a control payload to the worker -> its last piece
+
+
+class Swapper:
+    def __init__(self, catalog: Catalog, tokenizer, send: SendControl, snapshots: Path | None = None):
+        self.catalog, self.tokenizer, self.send = catalog, tokenizer, send
+        self.snapshots = Path(snapshots or tempfile.mkdtemp(prefix="vietlegal-adapters-"))
+        self.lock = asyncio.Lock()  # one change at a time: two loads of one name must not interleave
+        self.loaded: dict[str, Path] = {}  # worker key -> the snapshot it was loaded from
+
+    async def load(self, name: str, path: str | Path) -> Served:
+        """Serve `path` as `name` (new name, or the name's next version). AdapterError says why not; the name's
+        old version keeps serving then."""
+        if self.catalog.merged:
+            raise AdapterError("this server merged its only adapter into the base (the fast path) and cannot load "
+                               "another: start it with --watch, several adapters, or serve.merge_single_adapter: false")
+        async with self.lock:
+            snapshot, served = await asyncio.to_thread(self._snapshot, name, Path(path))
+            current = self.catalog.adapters.get(name)
+            if current is not None and current.version == served.version:
+                shutil.rmtree(snapshot, ignore_errors=True)
+                return current
+            if served.key in self.catalog.keys_in_use():
+                shutil.rmtree(snapshot, ignore_errors=True)  # another name already holds these weights
+            else:
+                try:
+                    await self._control({"control": "load", "adapter": served.key, "path": str(snapshot)})
+                except AdapterError:
+                    shutil.rmtree(snapshot, ignore_errors=True)
+                    raise
+                self.loaded[served.key] = snapshot
+            old = self.catalog.put(served)
+            logger.info("adapter %s now at %s (%s)%s", name, served.version.model_id, path,
+                        f", was {old.version.model_id}" if old else "")
+            if old is not None:
+                await self._release(old.key)
+            return served
+
+    async def unload(self, name: str) -> Served:
+        async with self.lock:
+            served = self.catalog.remove(name)
+            await self._release(served.key)
+            logger.info("adapter %s (%s) unloaded", name, served.version.model_id)
+            return served
+
+    def _snapshot(self, name: str, path: Path) -> tuple[Path, Served]:
+        if not path.is_dir():
+            raise AdapterError(f"{path}: not a directory")
+        manifest = adapter.read_manifest(path)  # names the problem before anything is copied
+        self.catalog.check_base(name, manifest)
+        snapshot = self.snapshots / uuid.uuid4().hex
+        try:
+            shutil.copytree(path, snapshot)
+        except (OSError, shutil.Error) as exc:  # a file replaced or removed mid-copy
+            shutil.rmtree(snapshot, ignore_errors=True)
+            raise AdapterIncomplete(f"{path}: changed while being read ({exc}); trying again") from None
+        try:
+            manifest = adapter.check_complete(snapshot)
+            self.catalog.check_base(name, manifest)
+            self._check_tokenizer(snapshot, manifest)
+            version = adapter_version(snapshot, tracked_as=path)  # the snapshot's bytes; dvc.lock is by the source
+        except AdapterError as exc:
+            shutil.rmtree(snapshot, ignore_errors=True)
+            raise type(exc)(str(exc).replace(str(snapshot), str(path))) from None  # name the user's directory
+        return snapshot, Served(name, path, version, manifest)
+
+    def _check_tokenizer(self, snapshot: Path, manifest) -> None:
+        tokenizer = adapter.load_tokenizer(snapshot, manifest.base_model)
+        if (tokenizer.get_vocab() != self.tokenizer.get_vocab()
+                or tokenizer.chat_template != self.tokenizer.chat_template):
+            raise AdapterError(f"{snapshot}: its tokenizer or chat template differs from the served adapters'; one "
+                               "server renders every prompt with one template")
+
+    async def _release(self, key: str) -> None:
+        if key not in self.catalog.keys_in_use():
+            # The worker frees the weights when its last sequence on them ends; the snapshot is already in memory.
+            await self._control({"control": "unload", "adapter": key})
+            snapshot = self.loaded.pop(key, None)
+            if snapshot is not None:
+                shutil.rmtree(snapshot, ignore_errors=True)
+
+    async def _control(self, payload: dict) -> None:
+        piece = await self.send({"id": f"control-{uuid.uuid4().hex[:12]}", **payload})
+        if piece.error:
+            raise AdapterError(f"the inference worker could not {payload['control']} the adapter: {piece.error}")
+
