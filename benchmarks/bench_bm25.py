@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from vietlegal.params import RagConfig
-from vietlegal.rag.bm25 import terms
 from vietlegal.rag.corpus import load_corpus
 from vietlegal.rag.retriever import Retriever, build
 
