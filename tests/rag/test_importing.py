@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -130,3 +131,54 @@ def test_cli_imports_and_refuses_an_empty_result(tmp_path, capsys):
     assert "no provision could be imported" in capsys.readouterr().err
     with pytest.raises(DataError, match="must end in .jsonl"):
         run_import([tmp_path / "laws.json"], tmp_path / "c" / "z.json")
+
+
+ARTICLE_IDS = st.one_of(
+    st.tuples(st.integers(1, 300), st.sampled_from(["", "a", "đ"]), st.sampled_from(["{}", "Điều {}", " {}. "])).map(
+        lambda t: (t[2].format(f"{t[0]}{t[1]}"), f"{t[0]}{t[1]}")),
+    st.integers(1, 300).map(lambda n: (n, str(n))),
+    st.sampled_from(["Chương I", "Mục 2", "", "1.1", "Phụ lục"]).map(lambda s: (s, None)),
+)
+LAW = st.tuples(st.integers(1, 200), st.integers(1990, 2025), st.sampled_from(["QH13", "nđ-cp", "TT-BTC"]),
+                st.lists(st.tuples(ARTICLE_IDS, st.sampled_from(["Nội dung điều.", "", "  "]),
+                                   st.dictionaries(st.sampled_from(["url", "chapter"]), st.just("x"), max_size=2)),
+                         min_size=1, max_size=6),
+                st.dictionaries(st.sampled_from(["category", "source"]), st.just("y"), max_size=2))
+
+
+@settings(max_examples=60, derandomize=True, database=None, deadline=None)
+@given(st.lists(LAW, min_size=1, max_size=4))
+def test_every_article_of_a_generated_law_list_is_imported_or_rejected_by_its_own_line(laws):
+    import tempfile
+
+    lines, expected, rejected, ignored = ["["], {}, {}, {}
+    for li, (n, year, kind, articles, extra) in enumerate(laws):
+        number = f"{n}/{year}/{kind.upper()}"
+        lines.append(json.dumps({"law_id": f"{n}/{year}/{kind}", **extra}, ensure_ascii=False)[:-1] + ', "articles": [')
+        for k, name in extra.items():
+            ignored[k] = ignored.get(k, 0) + 1
+        for ai, ((written, article), text, fields) in enumerate(articles):
+            end = "," if ai < len(articles) - 1 else ""
+            lines.append(json.dumps({"article_id": written, "text": text, **fields}, ensure_ascii=False) + end)
+            line = len(lines)
+            for k in fields:
+                ignored[f"articles[].{k}"] = ignored.get(f"articles[].{k}", 0) + 1
+            pid = f"{n}-{year}-{kind.lower()}-d{article}"
+            if article is None:
+                rejected[line] = "unreadable_article_number"
+            elif not text.strip():
+                rejected[line] = "no_text"
+            elif pid in expected:
+                rejected[line] = "duplicate_article"
+            else:
+                expected[pid] = (number, year, article)
+        lines.append("]}" + ("," if li < len(laws) - 1 else ""))
+    lines.append("]")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "laws.json"
+        src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        report = importing.import_files([src])
+    got = {p["id"]: (p["instrument"]["number"], p["instrument"]["year"], p["article"]) for p in report.provisions}
+    assert got == expected
+    assert {int(r["source"].rsplit(":", 1)[1]): r["reason"] for r in report.rejects} == rejected
+    assert report.summary()["ignored_fields"] == ({src.as_posix(): dict(sorted(ignored.items()))} if ignored else {})

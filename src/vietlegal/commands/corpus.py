@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus import: {s['provisions']} provisions from {s['laws']} laws -> {s['out']}; {s['rejected']} rejected"
           + (f" ({', '.join(f'{n} {r}' for r, n in s['rejects_by_reason'].items())})" if s["rejected"] else "")
           + f"; {s['no_effective_date_taken_as_in_force']} without an effective date, taken as in force", file=sys.stderr)
+    for src, fields in s["ignored_fields"].items():
+        print(f"  {src}: fields left out: " + ", ".join(f"{k} ({n})" for k, n in fields.items()), file=sys.stderr)
     for r in s["rejects"][:SHOWN]:
         print(f"  {r['source']}: {r['reason']}: {r['detail']}", file=sys.stderr)
     if s["rejected"] > SHOWN:

@@ -12,7 +12,8 @@ gives the number and the year, and its kind the name where the record gives none
 Thông tư, NQ -> Nghị quyết, QĐ -> Quyết định; a QH law with no name becomes "Luật số 91/2015/QH13"). A name such
 as "Bộ luật Dân sự 2015" or "Luật Đất đai" is kept as the name, its year read from the name or from `year`.
 A provision whose article number cannot be read, that has no text, no year or repeats another's id is
-rejected by file:line with the reason; a missing effective date is taken as in force and counted.
+rejected by file:line with the reason; a missing effective date is taken as in force and counted; every field
+none of this reads (a law's `category`, an article's `url`) is counted per file in the report's ignored_fields.
 """
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ KINDS = (("NĐ", "Nghị định"), ("TTLT", "Thông tư liên tịch"), ("TT", 
 LAW_KEYS, ARTICLE_KEYS = ("id", "law_id"), ("id", "article_id")
 FLAT_INSTRUMENT_KEYS, FLAT_ARTICLE_KEYS = ("instrument", "law_id", "law"), ("article", "article_id")
 FORMATS = (".json", ".jsonl", ".jsonl.gz", ".csv", ".parquet")
+# what each shape reads; any other field is counted in the report's ignored_fields, not dropped in silence
+LAW_FIELDS = {*LAW_KEYS, "name", "title", "year", "effective_from", "effective_to", "articles"}
+ARTICLE_FIELDS = {*ARTICLE_KEYS, "title", "text", "clause", "effective_from", "effective_to"}
+FLAT_FIELDS = {*FLAT_INSTRUMENT_KEYS, *FLAT_ARTICLE_KEYS, "id", "name", "year", "title", "text", "clause",
+               "effective_from", "effective_to"}
 
 
 @dataclass
@@ -48,9 +54,16 @@ class ImportReport:
     laws: int = 0
     no_effective_date: int = 0  # taken as in force
     first_seen: dict[str, str] = field(default_factory=dict)
+    ignored_fields: dict[str, Counter] = field(default_factory=dict)  # file -> field -> count ("articles[].x" nested)
+
+    def ignore(self, label: str, row: dict, used: set[str], prefix: str = "") -> None:
+        extra = [f"{prefix}{k}" for k, v in row.items() if k not in used and v not in (None, "")]
+        if extra:
+            self.ignored_fields.setdefault(label, Counter()).update(extra)
 
     def summary(self) -> dict:
         return {"provisions": len(self.provisions), "laws": self.laws,
+                "ignored_fields": {f: dict(sorted(c.items())) for f, c in sorted(self.ignored_fields.items())},
                 "rejected": len(self.rejects), "rejects_by_reason": dict(sorted(Counter(r["reason"] for r in self.rejects).items())),
                 "no_effective_date_taken_as_in_force": self.no_effective_date}
 
@@ -207,6 +220,7 @@ def _one(report: ImportReport, row: object, label: str, line: int, line_of) -> N
         return reject(line, "unknown_shape", f"expected an object, got {type(row).__name__}")
     if "articles" in row:
         report.laws += 1
+        report.ignore(label, row, LAW_FIELDS)
         articles = row["articles"]
         try:
             inst = instrument(_first(row, LAW_KEYS), row.get("name") or row.get("title"), row.get("year"))
@@ -215,12 +229,15 @@ def _one(report: ImportReport, row: object, label: str, line: int, line_of) -> N
         if not isinstance(articles, list):
             return reject(line, "unknown_shape", "'articles' must be a list of {id, title, text}")
         for article in articles:
+            if isinstance(article, dict):
+                report.ignore(label, article, ARTICLE_FIELDS, "articles[].")
             _add(report, lambda: provision(inst, article, row) if isinstance(article, dict) else _not_object(article),
                  label, line_of(article) if isinstance(article, dict) else line)
         return
     if _first(row, FLAT_INSTRUMENT_KEYS) is None:
         return reject(line, "unknown_shape", "neither 'articles' (a law) nor 'instrument'/'law_id' (a provision row); "
                                              f"fields: {', '.join(sorted(row)) or 'none'}")
+    report.ignore(label, row, FLAT_FIELDS)
     _add(report, lambda: provision(instrument(_first(row, FLAT_INSTRUMENT_KEYS), row.get("name"), row.get("year")), row),
          label, line)
 
