@@ -30,3 +30,14 @@ def test_training_context_shows_what_the_context_held(tmp_path):
     assert lines[0] == "training context (metrics/ground.json)"
     assert lines[lines.index("training context (metrics/ground.json)") + 5].split() == ["train.cited_in_context", "0.7935"]
     assert not any("val." in line for line in lines)  # absent keys are not printed as blanks
+
+
+def test_reviewers_verdicts_per_version(tmp_path):
+    from vietlegal.metrics.review import review_report
+
+    rows = [{"model": "vietlegal-aaaaaaaaaaaa", "verdict": "correct", "preferred": True},
+            {"model": "vietlegal-aaaaaaaaaaaa", "verdict": "wrong_law", "preferred": None},
+            {"model": "vietlegal-bbbbbbbbbbbb", "verdict": "incomplete", "preferred": False}]
+    (tmp_path / "review.json").write_text(json.dumps(review_report(rows)), encoding="utf-8")
+    lines = [line.split() for line in render(tmp_path).splitlines() if "vietlegal-" in line]
+    assert lines == [["vietlegal-aaaaaaaaaaaa", "2", "1", "0.5", "1/1"], ["vietlegal-bbbbbbbbbbbb", "1", "0", "0", "0/1"]]

@@ -265,12 +265,12 @@ def test_the_page_is_readable_at_phone_width(browser, review_server):
 @pytest.fixture(scope="module")
 def two_versions(tmp_path_factory, tiny_base):
     """`vietlegal serve --adapter v1=… --adapter v2=…` (#12): two adapter versions over the tiny base."""
-    from vietlegal.model import tiny
+    from vietlegal.model import untrained
     from vietlegal.serve.process import ServerProcess
 
     root = tmp_path_factory.mktemp("review-versions")
     for name, seed in (("v1", 1), ("v2", 2)):
-        tiny.untrained_adapter(root / "models" / name, seed=seed)
+        untrained.adapter(root / "models" / name, seed=seed)
     params = yaml.safe_load(SERVE_TEST_PARAMS)
     params["serve"].update(review_page=True, feedback_dir=str(root / "feedback"))
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")

@@ -52,6 +52,18 @@ def block(data: dict, rows: tuple[str, ...]) -> list[str]:
     return [f"  {name:<36}{_fmt(_get(data, name)):>14}" for name in rows if _get(data, name) is not None]
 
 
+def review_table(data: dict) -> list[str]:
+    """Reviewers' verdicts per model version (metrics/review.json)."""
+    models = data.get("models") or {}
+    if not models:
+        return ["  no reviewed answers (put the review page's feedback under data/raw/feedback/)"]
+    lines = [f"  {'model':<28}{'reviewed':>10}{'correct':>10}{'share':>10}{'preferred':>12}"]
+    for model, s in models.items():
+        lines.append(f"  {model:<28}{s['reviewed']:>10}{s['correct']:>10}{_fmt(s['share_correct']):>10}"
+                     f"{str(s['preferred']) + '/' + str(s['compared']):>12}")
+    return lines
+
+
 def render(metrics_dir: Path) -> str:
     out: list[str] = []
     sections = [
@@ -61,6 +73,7 @@ def render(metrics_dir: Path) -> str:
         ("evaluation on the test split (metrics/eval.json; BLEU and chrF++ on 0-100)", "eval.json", eval_table),
         ("retrieval (metrics/retrieval.json)", "retrieval.json",
          lambda d: block(d, tuple(f"{m}.recall@{k}" for m in ("bm25", "dense", "hybrid") for k in (1, 3, 5)))),
+        ("reviewers' verdicts per version (metrics/review.json)", "review.json", review_table),
     ]
     for title, name, show in sections:
         data = _load(metrics_dir / name)
