@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 def read_objects(path: Path, error: type[Exception], missing: str | None = None) -> Iterator[tuple[int, dict]]:
@@ -25,7 +25,7 @@ def read_objects(path: Path, error: type[Exception], missing: str | None = None)
             yield number, row
 
 
-def write(path: str | Path, rows: list[dict]) -> None:
+def write(path: str | Path, rows: Iterable[dict]) -> None:
     """Write atomically, so an interrupted stage never leaves a half file for DVC to cache."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ dvc.yaml.
 from __future__ import annotations
 
 import dataclasses
+import string
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ DEFAULT_SYSTEM_PROMPT = (
     "Bạn là một chuyên gia tư vấn pháp luật Việt Nam. Hãy trả lời câu hỏi chính xác, "
     "rõ ràng và dẫn chiếu điều luật cụ thể (Điều, khoản, tên văn bản và năm ban hành)."
 )
+
+DEFAULT_CONTEXT_TEMPLATE = "Dựa vào văn bản sau:\n{context}\n\nHãy trả lời câu hỏi: {question}"
 
 TINY_MODEL_ID = "vietlegal/tiny-llama"
 TRAIN_BACKENDS = ("auto", "unsloth", "trl")
@@ -67,8 +70,24 @@ class PrepareConfig:
     length_bins: int = 4
     max_reject_fraction: float = 0.05
     seed: int = 42
+    # reading-comprehension records (context + question): the user turn; {context} and {question} are filled in
+    context_template: str = DEFAULT_CONTEXT_TEMPLATE
+    # fields a record carries beyond its shape, kept on the processed record as "meta" (evaluate groups by them)
+    keep_fields: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "keep_fields", tuple(self.keep_fields))
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(self.context_template) if name is not None}
+        except ValueError as exc:
+            raise ConfigError(f"prepare.context_template: {exc}; write literal braces as {{{{ and }}}}") from None
+        if fields != {"context", "question"}:
+            raise ConfigError(f"prepare.context_template must contain {{context}} and {{question}} and no other "
+                              f"field, got {sorted(fields)}")
+        reserved = sorted(set(self.keep_fields) & {"id", "source", "messages", "meta"})
+        if reserved or len(set(self.keep_fields)) != len(self.keep_fields) or not all(self.keep_fields):
+            raise ConfigError(f"prepare.keep_fields: {list(self.keep_fields)} must be distinct, non-empty field "
+                              f"names other than id, source, messages, meta")
         for key in ("val_fraction", "test_fraction"):
             value = getattr(self, key)
             if not 0 <= value < 1:

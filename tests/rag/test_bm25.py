@@ -64,3 +64,35 @@ def test_reciprocal_rank_fusion_by_hand():
     assert reciprocal_rank_fusion([[], []]) == []
     with pytest.raises(ValueError, match="rrf_k"):
         reciprocal_rank_fusion([[1]], k=0)
+
+
+def test_top_rows_equal_a_stable_sort_of_every_score():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from vietlegal.rag.retriever import top_rows
+
+    @settings(max_examples=300, derandomize=True, database=None, deadline=None)
+    @given(st.lists(st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.25]), max_size=60), st.integers(1, 70))
+    def check(values, depth):
+        scores = np.array(values, dtype=np.float64)
+        expected = [int(r) for r in np.argsort(-scores, kind="stable")[:depth] if scores[r] > 0]
+        assert top_rows(scores, depth).tolist() == expected
+
+    check()
+
+
+def test_the_index_files_are_bm25s_files_and_old_indexes_are_refused(tmp_path):
+    index = BM25.build(["hợp đồng lao động", "lãi suất vay"])
+    index.save(tmp_path)
+    assert (tmp_path / "bm25s" / "vocab.index.json").exists() and (tmp_path / "bm25.json").exists()
+    assert sorted(index.terms) == sorted(set(terms("hợp đồng lao động")) | set(terms("lãi suất vay")))
+
+
+def test_scores_equal_bm25s_own_scoring_on_the_okapi_scale():
+    docs = ["hợp đồng lao động hợp đồng", "thời hiệu khởi kiện hợp đồng", "lãi suất vay", "lao động nữ nghỉ thai sản"]
+    index = BM25.build(docs)
+    for query in ("hợp đồng hợp đồng lao động", "thai sản", "lãi suất", "không có"):
+        ids = [index.model.vocab_dict[t] for t in terms(query) if t in index.model.vocab_dict]
+        own = index.model.get_scores_from_ids(ids) * 2.5 if ids else np.zeros(len(docs))
+        np.testing.assert_allclose(index.scores(query), own, rtol=1e-6)

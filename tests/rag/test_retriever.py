@@ -41,7 +41,7 @@ def retriever(built):
 
 def test_the_index_records_the_corpus_it_was_built_from(built):
     corpus_dir, index_dir, manifest = built
-    assert sorted(p.name for p in index_dir.iterdir()) == ["bm25.npz", "manifest.json"]
+    assert sorted(p.name for p in index_dir.iterdir()) == ["bm25.json", "bm25s", "manifest.json"]
     on_disk = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
     assert on_disk["corpus"] == {"dir": str(corpus_dir), "sha256": load_corpus(corpus_dir).sha256, "provisions": len(PROVISIONS)}
     assert on_disk["dense"] is None and manifest["bm25"]["terms"] > 100

@@ -1,7 +1,8 @@
 """Score generated answers: ROUGE, BLEU, chrF++, perplexity, citations, base and tuned side by side.
 
     data/generated/answers.jsonl + data/processed/test.jsonl + data/generated/perplexity.json
-        -> metrics/eval.json          {"base": {...}, "tuned": {...}, "delta": {tuned - base}, "signatures": {...}}
+        -> metrics/eval.json          {"base": {...}, "tuned": {...}, "delta": {tuned - base}, "signatures": {...},
+                                       "by_field": {field: {value: {...}}} where prepare.keep_fields kept a field}
            metrics/predictions.jsonl  question, reference, both answers, per-example scores
            metrics/eval_plot.json     base vs tuned on a 0-1 scale, for `dvc plots show`
     data/processed/reviews.jsonl (reviewers' verdicts, docs/review.md)
@@ -17,8 +18,9 @@ from pathlib import Path
 
 from vietlegal import jsonl, paths
 from vietlegal.data.answers import SYSTEMS, read_answers, read_perplexity
-from vietlegal.data.splits import check_against_split
+from vietlegal.data.splits import check_against_split, read_test_split
 from vietlegal.errors import DataError
+from vietlegal.metrics.groups import by_field
 from vietlegal.metrics.review import review_report
 from vietlegal.metrics.scoring import METRIC_NAMES, score_all
 from vietlegal.params import EvaluateConfig
@@ -73,6 +75,11 @@ def run(cfg: EvaluateConfig, answers_path: Path, test_path: Path, perplexity_pat
     report = {s: with_perplexity(scored[s]["metrics"], ppl[s]) for s in SYSTEMS}
     report["delta"] = delta(report["base"], report["tuned"])
     report["signatures"] = scored["tuned"]["signatures"]
+    meta = {c.id: c.extra.get("meta") or {} for c in read_test_split(test_path)}
+    metas = [meta.get(a["id"], {}) for a in answers]
+    if any(metas):  # prepare.keep_fields kept fields (a domain): scores per value of each
+        report["by_field"] = by_field(metas, {s: [a[s] for a in answers] for s in SYSTEMS}, references,
+                                      cfg.bleu_tokenize, cfg.chrf_word_order)
     jsonl.write_json(metrics_path, report)
     jsonl.write(predictions_path, prediction_rows(answers, scored, ppl))
     jsonl.write_json(plot_path, plot_rows(report))

@@ -1,6 +1,6 @@
 """Build the retrieval index (BM25 + dense) over the provision corpus.
 
-    data/corpus/*.jsonl  ->  models/index/{manifest.json, bm25.npz, dense.faiss}   (see vietlegal.rag.retriever)
+    data/corpus/*.jsonl  ->  models/index/{manifest.json, bm25.json, bm25s/, dense.faiss}   (see vietlegal.rag.retriever)
 
 Paths come from params (rag.corpus_dir, rag.index_dir), because `serve --rag` reads the same keys.
 """

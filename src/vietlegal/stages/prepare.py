@@ -2,7 +2,8 @@
 
     data/raw/** + the bundled sample  ->  data/processed/{train,val,test}.jsonl   {"id", "source": "file:line", "messages"}
                                           data/processed/rejects.jsonl            {"source", "reason", "detail", "raw"}
-                                          metrics/data.json                       counts, rejects per reason, lengths
+                                          metrics/data.json                       counts, rejects per reason, lengths,
+                                                                                  ignored_fields {file: {field: count}}
     data/raw/feedback/*.jsonl         ->  corrections into the splits (the correction as the answer)
     (reviewers' verdicts, docs/review.md) data/processed/preferences.jsonl        {"prompt", "chosen", "rejected"}
                                           data/processed/reviews.jsonl            one row per reviewed answer
@@ -34,7 +35,8 @@ def run(cfg: PrepareConfig, base: BaseConfig, root: Path = Path("."), metrics_pa
         raise ConfigError(f"prepare.sample: {cfg.sample} not found; set it to null to use only {cfg.raw_dir}")
     feedback_dir = root / cfg.raw_dir / feedback.DIRECTORY  # reviews, not Q&A files: read by data/feedback.py
     files = [f for f in files if feedback_dir not in f.parents]
-    recs, rejects = records.read_records(files, root, cfg.system_prompt)
+    reading = records.read_records(files, root, cfg.system_prompt, cfg.context_template, cfg.keep_fields)
+    recs, rejects = reading.records, reading.rejects
     if not recs:
         raise ConfigError(f"no usable records in {', '.join(str(f) for f in files) or cfg.raw_dir}")
     recs, n_dupes = splitting.dedupe(recs)
@@ -46,7 +48,7 @@ def run(cfg: PrepareConfig, base: BaseConfig, root: Path = Path("."), metrics_pa
     out = root / cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in parts.items():
-        jsonl.write(out / f"{name}.jsonl", [r.row() for r in rows])
+        jsonl.write(out / f"{name}.jsonl", (r.row() for r in rows))
     jsonl.write(out / "rejects.jsonl", [vars(r) for r in rejects])
     jsonl.write(out / Path(paths.PREFERENCES).name, reviewed.preferences)
     jsonl.write(out / Path(paths.REVIEWS).name, reviewed.reviews)
@@ -63,6 +65,8 @@ def run(cfg: PrepareConfig, base: BaseConfig, root: Path = Path("."), metrics_pa
         "per_source": {src: dict(c) for src, c in sorted(per_source.items())},
         "rejects": {"total": len(rejects), "share": len(rejects) / seen, "by_reason": dict(sorted(Counter(r.reason for r in rejects).items()))},
         "duplicates_removed": n_dupes,
+        # fields records carried that their shape does not read and prepare.keep_fields does not keep
+        "ignored_fields": {src: dict(sorted(c.items())) for src, c in sorted(reading.ignored_fields.items())},
         "lengths": lengths.length_report(list(recs.values()), tokenizer, base.max_seq_length),
         "feedback": {**reviewed.counts(), "corrections_per_split": corrections_per_split,
                      "corrections_duplicates": correction_dupes},
@@ -97,4 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({time.perf_counter() - t0:.1f}s)",
         file=sys.stderr,
     )
+    if report["ignored_fields"]:
+        print("prepare: fields left out (not part of the record's shape; keep one as metadata with prepare.keep_fields):",
+              file=sys.stderr)
+        for src, fields in report["ignored_fields"].items():
+            print(f"  {src}: " + ", ".join(f"{name} ({n})" for name, n in fields.items()), file=sys.stderr)
     return 0
