@@ -8,12 +8,16 @@ that answers (named in the response, the log line and /metrics).
     base      the base model's id: the adapter off (not when a single adapter is merged into the base)
 
 Changes (a version loaded, switched or unloaded) replace the tables whole, so the request threads that read
-them never see one half-updated.
+them never see one half-updated. `acquire` resolves a request and counts it against its version until `release`:
+a version's weights are unloaded only once no name points at it and no request that resolved to it is left
+(a request resolved just before a switch may reach the worker's queue after it).
 """
 from __future__ import annotations
 
 import hashlib
 import random
+import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +61,9 @@ class Catalog:
     adapters: dict[str, Served] = field(default_factory=dict)
     routes: dict[str, dict[str, float]] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)  # route choice for requests without `user`
+    inflight: Counter = field(default_factory=Counter)  # worker key -> requests resolved to it and not yet answered
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # request threads vs the event loop
+    on_unused: object = None  # called with a worker key once no name and no request uses it (swap.Swapper sets it)
 
     # --- changes -------------------------------------------------------------------------------------------
     def check_base(self, name: str, manifest: AdapterManifest) -> None:
@@ -65,13 +72,17 @@ class Catalog:
                                f", but this server serves {_base_name(self.base.model_id, self.base.revision)}: every "
                                "adapter of one server must share the base model and revision")
 
+    def check_name(self, name: str) -> None:
+        if name in self.routes or name == self.base.model_id:
+            raise AdapterError(f"adapter name {name!r} is taken by a route or the base model; pick another")
+
     def put(self, served: Served) -> Served | None:
         """Add a name, or move it to a new version; returns what it replaced."""
         self.check_base(served.name, served.manifest)
-        if served.name in self.routes or served.name == self.base.model_id:
-            raise AdapterError(f"adapter name {served.name!r} is taken by a route or the base model; pick another")
-        old = self.adapters.get(served.name)
-        self.adapters = {**self.adapters, served.name: served}
+        self.check_name(served.name)
+        with self.lock:
+            old = self.adapters.get(served.name)
+            self.adapters = {**self.adapters, served.name: served}
         return old
 
     def remove(self, name: str) -> Served:
@@ -85,8 +96,9 @@ class Catalog:
         if len(self.adapters) == 1:
             raise ApiError(409, f"adapter {name!r} is the last one served; load another first", "lora_name",
                            "last_adapter")
-        served = self.adapters[name]
-        self.adapters = {k: v for k, v in self.adapters.items() if k != name}
+        with self.lock:
+            served = self.adapters[name]
+            self.adapters = {k: v for k, v in self.adapters.items() if k != name}
         return served
 
     def set_routes(self, routes: dict[str, dict[str, float]]) -> None:
@@ -101,6 +113,32 @@ class Catalog:
 
     def keys_in_use(self) -> set[str]:
         return {served.key for served in self.adapters.values()}
+
+    def unused(self, key: str) -> bool:
+        """No name serves this version and no request resolved to it is still on its way: it may be unloaded."""
+        with self.lock:
+            return key not in self.keys_in_use() and not self.inflight[key]
+
+    def acquire(self, model: str | None, user: str | None = None) -> Target:
+        """`resolve`, counted against the version until `release`."""
+        with self.lock:
+            target = self.resolve(model, user)
+            if target.adapter not in (None, BASE_ADAPTER):
+                self.inflight[target.adapter] += 1
+        return target
+
+    def release(self, target: Target) -> None:
+        """The request is answered (or refused); the last one on a version no name serves lets it be unloaded."""
+        key = target.adapter
+        if key in (None, BASE_ADAPTER):
+            return
+        with self.lock:
+            self.inflight[key] -= 1
+            if self.inflight[key] <= 0:
+                del self.inflight[key]
+            orphaned = key not in self.keys_in_use() and not self.inflight[key]
+        if orphaned and self.on_unused is not None:
+            self.on_unused(key)
 
     # --- requests ------------------------------------------------------------------------------------------
     @property

@@ -57,8 +57,16 @@ class Validator:
     vocab_size: int | None = None  # the model's output vocabulary (None: the tokenizer's length)
 
     def parse(self, raw: bytes, request_id: str, force_stream: bool = False) -> ChatJob:
+        """The job, counted against the version it resolved to (`catalog.release(job.target)` once answered)."""
         body = _json_object(raw)
         target = self._target(body)
+        try:
+            return self._job(body, target, request_id, force_stream)
+        except BaseException:
+            self.catalog.release(target)  # refused after all: it never reaches the worker
+            raise
+
+    def _job(self, body: dict, target: Target, request_id: str, force_stream: bool) -> ChatJob:
         _check_unsupported(body)
         messages = self._messages(body)
         retrieved = None
@@ -95,7 +103,7 @@ class Validator:
             raise ApiError(400, "model: must be a string", "model", "invalid_type")
         if user is not None and not isinstance(user, str):
             raise ApiError(400, "user: must be a string", "user", "invalid_type")
-        return self.catalog.resolve(model, user)
+        return self.catalog.acquire(model, user)
 
     def _messages(self, body: dict) -> list[dict]:
         if "messages" not in body:

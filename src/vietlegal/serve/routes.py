@@ -33,7 +33,7 @@ from litserve.specs.openai import OpenAISpec
 from litserve.utils import LitAPIStatus, ResponseBufferItem
 
 from vietlegal.errors import AdapterError
-from vietlegal.serve.catalog import Catalog
+from vietlegal.serve.catalog import Catalog, Target
 from vietlegal.serve.limits import read_body
 from vietlegal.serve.log import logger
 from vietlegal.serve.parsing import ChatJob, Validator, admin_body
@@ -53,12 +53,13 @@ class ChatSpec(OpenAISpec):
         self.cancel_queue, self.max_queued, self.admin_key = cancel_queue, max_queued, admin_key
         self.created = int(time.time())
         self._metrics: Metrics | None = None
-        self.swapper = Swapper(catalog, validator.tokenizer if validator else None, self.control)
+        self._targets: dict[str, Target] = {}  # request id -> the version it resolved to, released when it closes
+        self.swapper = Swapper(catalog, validator.tokenizer, self.control) if catalog is not None else None
 
     def __getstate__(self):
         # The inference worker gets a pickled copy: it needs neither the tokenizer, the catalog nor the metrics.
         state = super().__getstate__()
-        state.update(validator=None, catalog=None, swapper=None, _metrics=None)
+        state.update(validator=None, catalog=None, swapper=None, _metrics=None, _targets={})
         return state
 
     # --- LitServe hooks -------------------------------------------------------------------------
@@ -133,6 +134,7 @@ class ChatSpec(OpenAISpec):
             record.status = 500
             self._close(record)
             raise
+        self._targets[record.id] = job.target
         record.stream, record.prompt_tokens = job.stream, len(job.sampling.prompt_ids)
         record.model, record.route = job.target.version.model_id, job.target.route
         record.retrieved = job.retrieved_provisions
@@ -265,6 +267,9 @@ class ChatSpec(OpenAISpec):
     def _close(self, record: RequestRecord) -> None:
         self.metrics.in_flight.dec()
         record.close(self.metrics)
+        target = self._targets.pop(record.id, None)
+        if target is not None:
+            self.catalog.release(target)  # its version may be unloaded now, if no name serves it any more
 
 
 def queue_full(max_queued: int) -> ApiError:

@@ -21,6 +21,7 @@ from vietlegal.serve.model_info import ModelInfo
 from vietlegal.serve.parsing import Validator
 from vietlegal.serve.routes import ChatSpec
 from vietlegal.serve.version import BaseVersion
+from vietlegal.serve.swap import Swapper
 from vietlegal.serve.watch import Watcher
 from vietlegal.serve.worker import ChatAPI
 
@@ -51,7 +52,7 @@ def build(info: ModelInfo, adapters: dict[str, Path], cfg: ServeConfig, api_key:
     protocol.install(server.app)
     review_routes.install(server.app, api_key=api_key, feedback_dir=cfg.feedback_dir, grounder=grounder,
                           enabled=cfg.review_page, max_body_bytes=cfg.max_body_bytes)
-    on_start(server, cfg.drain_seconds, Watcher(spec.swapper, cfg.watch_seconds) if watch else None)
+    on_start(server, cfg.drain_seconds, spec.swapper, Watcher(spec.swapper, cfg.watch_seconds) if watch else None)
     return server
 
 
@@ -60,9 +61,9 @@ def worker_adapters(catalog: Catalog) -> dict[str, str]:
     return {served.key: str(served.path) for served in catalog.adapters.values()}
 
 
-def on_start(server: ls.LitServer, drain_seconds: float, watcher: Watcher | None) -> None:
-    """Each HTTP process installs the draining SIGTERM handler as it starts, and runs the watcher while it serves
-    (LitServe's lifespan, wrapped)."""
+def on_start(server: ls.LitServer, drain_seconds: float, swapper: Swapper, watcher: Watcher | None) -> None:
+    """Each HTTP process installs the draining SIGTERM handler as it starts, runs the watcher while it serves, and
+    removes the loaded versions' snapshots when it stops (LitServe's lifespan, wrapped)."""
     litserve_lifespan = server.app.router.lifespan_context
 
     @contextlib.asynccontextmanager
@@ -75,6 +76,7 @@ def on_start(server: ls.LitServer, drain_seconds: float, watcher: Watcher | None
             finally:
                 if task is not None:
                     task.cancel()
+                swapper.close()
 
     server.app.router.lifespan_context = lifespan
 

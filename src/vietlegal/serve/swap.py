@@ -32,10 +32,15 @@ class Swapper:
         self.snapshots = Path(snapshots or tempfile.mkdtemp(prefix="vietlegal-adapters-"))
         self.lock = asyncio.Lock()  # one change at a time: two loads of one name must not interleave
         self.loaded: dict[str, Path] = {}  # worker key -> the snapshot it was loaded from
+        self.held: set[str] = catalog.keys_in_use()  # the versions the worker holds (those of the start included)
+        self.loop: asyncio.AbstractEventLoop | None = None  # the HTTP process's, where every change runs
+        catalog.on_unused = self._on_unused
 
     async def load(self, name: str, path: str | Path) -> Served:
         """Serve `path` as `name` (new name, or the name's next version). AdapterError says why not; the name's
         old version keeps serving then."""
+        self.loop = asyncio.get_running_loop()
+        self.catalog.check_name(name)  # before anything is loaded
         if self.catalog.merged:
             raise AdapterError("this server merged its only adapter into the base (the fast path) and cannot load "
                                "another: start it with --watch, several adapters, or serve.merge_single_adapter: false")
@@ -45,8 +50,8 @@ class Swapper:
             if current is not None and current.version == served.version:
                 shutil.rmtree(snapshot, ignore_errors=True)
                 return current
-            if served.key in self.catalog.keys_in_use():
-                shutil.rmtree(snapshot, ignore_errors=True)  # another name already holds these weights
+            if served.key in self.held:
+                shutil.rmtree(snapshot, ignore_errors=True)  # the worker holds these weights already (another name)
             else:
                 try:
                     await self._control({"control": "load", "adapter": served.key, "path": str(snapshot)})
@@ -54,6 +59,7 @@ class Swapper:
                     shutil.rmtree(snapshot, ignore_errors=True)
                     raise
                 self.loaded[served.key] = snapshot
+                self.held.add(served.key)
             old = self.catalog.put(served)
             logger.info("adapter %s now at %s (%s)%s", name, served.version.model_id, path,
                         f", was {old.version.model_id}" if old else "")
@@ -62,6 +68,7 @@ class Swapper:
             return served
 
     async def unload(self, name: str) -> Served:
+        self.loop = asyncio.get_running_loop()
         async with self.lock:
             served = self.catalog.remove(name)
             await self._release(served.key)
@@ -97,12 +104,28 @@ class Swapper:
                                "server renders every prompt with one template")
 
     async def _release(self, key: str) -> None:
-        if key not in self.catalog.keys_in_use():
+        """Unload a version no name serves, unless requests resolved to it are still on their way: then the last of
+        them does (Catalog.release -> _on_unused)."""
+        if key in self.held and self.catalog.unused(key):
             # The worker frees the weights when its last sequence on them ends; the snapshot is already in memory.
             await self._control({"control": "unload", "adapter": key})
             snapshot = self.loaded.pop(key, None)
             if snapshot is not None:
                 shutil.rmtree(snapshot, ignore_errors=True)
+            self.held.discard(key)
+
+    def _on_unused(self, key: str) -> None:
+        """From any thread: the last request on an orphaned version is answered."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._release_locked(key)))
+
+    async def _release_locked(self, key: str) -> None:
+        async with self.lock:
+            await self._release(key)
+
+    def close(self) -> None:
+        """At shutdown: the snapshots go (the worker's memory is all that used them)."""
+        shutil.rmtree(self.snapshots, ignore_errors=True)
 
     async def _control(self, payload: dict) -> None:
         piece = await self.send({"id": f"control-{uuid.uuid4().hex[:12]}", **payload})
