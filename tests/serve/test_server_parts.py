@@ -277,6 +277,28 @@ def test_vllm_is_never_imported_on_the_cpu_path():
     assert vllm_worker.VLLMChatAPI and "vllm" not in sys.modules
 
 
+def test_vllm_worker_keeps_one_lora_request_per_version_and_refuses_a_rank_above_its_slot(tmp_path, tiny_adapter):
+    """The worker's bookkeeping without vLLM: LoRARequest stands in as a tuple (name, int id, path)."""
+    import asyncio
+    import shutil
+
+    from vietlegal.serve import vllm_worker
+
+    api = vllm_worker.VLLMChatAPI({"k1": str(tiny_adapter)}, None, None, max_loras=2, max_lora_rank=8)
+    api._lora_request, api.rank_slot = (lambda *a: a), 8
+    api._load("k1", str(tiny_adapter))
+    wide = tmp_path / "wide"
+    shutil.copytree(tiny_adapter, wide)
+    config = json.loads((wide / "adapter_config.json").read_text())
+    (wide / "adapter_config.json").write_text(json.dumps({**config, "r": 32}))
+    loaded = asyncio.run(api._control({"control": "load", "adapter": "k2", "path": str(tiny_adapter)}))
+    refused = asyncio.run(api._control({"control": "load", "adapter": "k3", "path": str(wide)}))
+    assert loaded.finish_reason == "done" and "max_lora_rank 8" in refused.error
+    assert api.loras == {"k1": ("k1", 1, str(tiny_adapter)), "k2": ("k2", 2, str(tiny_adapter))}
+    asyncio.run(api._control({"control": "unload", "adapter": "k1"}))
+    assert list(api.loras) == ["k2"]
+
+
 # --- the command line -------------------------------------------------------------------------------
 
 def test_serve_without_an_adapter_says_how_to_get_one(tmp_path, capsys):

@@ -2,9 +2,9 @@
 
 LitServe runs it with `enable_async=True` and one request per `predict` (its static batching
 cannot be combined with async); vLLM batches continuously across all in-flight requests and
-applies each request's adapter through its `LoRARequest` (one per served version, loaded by vLLM on first use;
-`max_loras` and `max_lora_rank` come from what is served, serve.max_adapters and serve.max_lora_rank). vLLM is imported only inside `setup`
-and `predict`, so CPU machines never need it. The engine and sampling arguments come from
+applies each request's adapter through its `LoRARequest` (one per served version, read by vLLM on first use;
+`max_loras` and `max_lora_rank` come from what is served, serve.max_adapters and serve.max_lora_rank). vLLM is
+imported only inside `setup`, so CPU machines never need it. The engine and sampling arguments come from
 `model.vllm_engine` and `model.sampling`, shared with the offline evaluation path and tested without vLLM;
 the engine itself is UNVERIFIED here (no GPU in this project's test environment).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from vietlegal.model.adapter import BASE_ADAPTER
 from vietlegal.model.sampling import SamplingRequest
 from vietlegal.model.vllm_engine import adapter_rank, engine_kwargs, lora_rank_slot, sampling_params
 from vietlegal.serve.protocol import Piece
@@ -65,7 +66,7 @@ class VLLMChatAPI(ChatAPI):
         self.loras[key] = self._lora_request(key, self.next_lora_id, path)
         self.next_lora_id += 1
 
-    async def _control(self, job: dict) -> Piece:  # pragma: no cover - needs a GPU and vllm
+    async def _control(self, job: dict) -> Piece:
         try:
             if job["control"] == "load":
                 self._load(job["adapter"], job["path"])
@@ -83,7 +84,7 @@ class VLLMChatAPI(ChatAPI):
         request = SamplingRequest.from_payload(job)
         params = sampling_params(request, self.end_ids)
         prompt = {"prompt_token_ids": job["prompt_ids"]}
-        lora = None if request.adapter == "__base__" else self.loras[request.adapter or next(iter(self.loras))]
+        lora = None if request.adapter == BASE_ADAPTER else self.loras[request.adapter or next(iter(self.loras))]
         sent, first = 0, True
         async for out in self.engine.generate(prompt, params, job["id"], lora_request=lora):
             if job["id"] in self.cancelled():
