@@ -3,7 +3,7 @@
     python benchmarks/bench_versions.py [--requests 96] [--max-tokens 48]
 
 1. Generated tokens/s with 16 concurrent clients on one adapter (merged into the base: the fast path) vs the same
-   clients spread over two adapters in one process (PEFT mixed-adapter batches). Target: ratio >= 0.7.
+   clients spread over two adapters in one process (one batch, each row through its adapter: model/mixed_lora.py). Target: ratio >= 0.7.
 2. With `--watch`, the time from a new version landing in a served directory (the copy finished) to the first
    answer that names it, over a few landings (serve.watch_seconds bounds the wait; the load itself is the rest).
 

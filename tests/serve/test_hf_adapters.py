@@ -87,3 +87,21 @@ def test_a_broken_load_is_answered_with_its_reason_and_the_worker_goes_on(versio
     assert set(errors) == {"load", "unknown"} and "not loaded" in errors["unknown"]
     assert texts([p for p in pieces if p[0] == "after"])["after"] == alone(versions["a"], prompts[0], tiny_tokenizer)
     assert set(model.peft_config) == {"a"} and not adapters.in_use
+
+
+def test_adapters_on_different_modules_mix_with_base_rows_and_a_reloaded_version_is_routed_again(
+        versions, prompts, tiny_tokenizer, tmp_path):
+    wide = untrained.adapter(tmp_path / "wide", seed=5, r=4, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"))
+    model = load_adapters({"a": versions["a"], "wide": wide})
+    adapters = WorkerAdapters(model, merged=False)
+    jobs = [payload("a", prompts[0], "a"), payload("wide", prompts[0], "wide"), payload("base", prompts[0], BASE_ADAPTER)]
+    got = texts(decode_all(model, tiny_tokenizer, jobs, set, adapters))
+    assert got["a"] == alone(versions["a"], prompts[0], tiny_tokenizer)
+    assert got["wide"] == alone(wide, prompts[0], tiny_tokenizer)
+    with model.disable_adapter():
+        assert got["base"] == texts(decode_all(model, tiny_tokenizer, [payload("x", prompts[0], None)], set))["x"]
+    # Drop "wide" and load it again: its fresh scaling must be routed per row, not added to every row.
+    adapters.unload("wide")
+    adapters.load("wide", str(wide))
+    again = texts(decode_all(model, tiny_tokenizer, jobs, set, adapters))
+    assert again == got

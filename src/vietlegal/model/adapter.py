@@ -156,8 +156,8 @@ def load_for_inference(adapter_dir: str | Path, device: str = "cpu", dtype=None)
 
 
 def load_adapters(adapters: dict[str, str | Path], device: str = "cpu", dtype=None):
-    """One copy of the base with every adapter loaded under its name (a PeftModel for mixed-adapter batches:
-    `adapter_names=[...]`, one per row, `BASE_ADAPTER` for none). All must share the base and revision."""
+    """One copy of the base with every adapter loaded under its name (a PeftModel whose rows `model.mixed_lora`
+    routes each through its own adapter, `BASE_ADAPTER` for none). All must share the base and revision."""
     from peft import PeftModel
 
     (first, first_dir), *rest = adapters.items()

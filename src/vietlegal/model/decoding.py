@@ -121,14 +121,14 @@ class _Batch:
                       torch.cat([running.logits, self.logits]))
 
 
-def _adapter_names(rows: list[_Sequence]) -> dict:
-    """PEFT's mixed-adapter batch: each row through its own adapter (rows naming none get the base)."""
+def _route_adapters(model, rows: list[_Sequence]) -> None:
+    """A mixed-adapter batch (a server with several versions): each row through its own adapter
+    (model.mixed_lora); rows naming none get the base. Requests that name no adapter use the model as loaded."""
     names = [row.request.adapter for row in rows]
-    if all(name is None for name in names):
-        return {}  # the model as loaded (merged, or its active adapter)
-    from vietlegal.model.adapter import BASE_ADAPTER
+    if any(name is not None for name in names):
+        from vietlegal.model import mixed_lora
 
-    return {"adapter_names": [name or BASE_ADAPTER for name in names]}
+        mixed_lora.route(model, names)
 
 
 def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
@@ -250,9 +250,10 @@ class Stream:
         return ids, mask
 
     def _forward(self, ids, mask, positions, cache, rows: list[_Sequence]) -> torch.Tensor:
+        _route_adapters(self.model, rows)
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
-            logits_to_keep=1, **_adapter_names(rows),
+            logits_to_keep=1,
         )
         return out.logits[:, -1, :].float()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from vietlegal.model import mixed_lora
 from vietlegal.model.adapter import BASE_ADAPTER
 from vietlegal.serve.log import logger
 
@@ -28,6 +29,7 @@ class WorkerAdapters:
         if key not in self.model.peft_config:
             self.model.load_adapter(path, adapter_name=key)
             self.model.eval()
+            mixed_lora.changed(self.model)
         logger.info("worker loaded adapter %s from %s", key, path)
 
     def unload(self, key: str) -> None:
@@ -54,8 +56,7 @@ class WorkerAdapters:
     def _drop_retired(self) -> None:
         for key in sorted(self.retiring):
             if not self.in_use.get(key) and len(self.model.peft_config) > 1:
-                if key in self.model.active_adapters:  # rows name their adapter; the active one only must exist
-                    self.model.set_adapter(next(k for k in self.model.peft_config if k != key))
                 self.model.delete_adapter(key)
+                mixed_lora.changed(self.model)
                 self.retiring.discard(key)
                 logger.info("worker dropped adapter %s (no sequence uses it)", key)

@@ -2,7 +2,7 @@
 
 `setup` loads the base once, in the device policy's dtype, with the adapters over it: a single adapter is
 merged into the base (no extra matmuls), several stay apart so that requests for different versions decode in
-one batch (PEFT's mixed-adapter batches). `HFLoop` (hf_loop.py) decodes what arrives with continuous batching
+one batch (each row through its own adapter: model/mixed_lora.py). `HFLoop` (hf_loop.py) decodes what arrives with continuous batching
 through `vietlegal.model.decoding`.
 """
 from __future__ import annotations
