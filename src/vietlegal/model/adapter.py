@@ -88,39 +88,35 @@ def read_manifest(adapter_dir: str | Path) -> AdapterManifest:
     return AdapterManifest.from_json(data, str(path))
 
 
-def file_digests(adapter_dir: str | Path) -> dict[str, str]:
-    """relpath -> md5 of every file in the directory (DVC's per-file hash), the manifest excepted."""
+def file_digests(adapter_dir: str | Path, manifest_too: bool = False) -> dict[str, str]:
+    """relpath -> md5 of every file in the directory (DVC's per-file hash), sorted; the manifest only if asked."""
     root = Path(adapter_dir)
-    return {p.relative_to(root).as_posix(): _md5(p) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.relative_to(root).as_posix() != SETTINGS_FILE}
+    found = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
+    return {rel: _md5(p) for rel, p in sorted(found.items()) if manifest_too or rel != SETTINGS_FILE}
 
 
-def dir_md5(adapter_dir: str | Path) -> str:
+def dir_md5(adapter_dir: str | Path, digests: dict[str, str] | None = None) -> str:
     """The md5 DVC records for this directory as an output (`<md5>.dir` in dvc.lock): the md5 of its sorted
-    file list, so the same bytes get the same version whether or not DVC tracks them."""
-    root = Path(adapter_dir)
-    entries = [{"md5": _md5(p), "relpath": p.relative_to(root).as_posix()}
-               for p in sorted(root.rglob("*"), key=lambda q: q.relative_to(root).as_posix()) if p.is_file()]
+    file list, so the same bytes get the same version whether or not DVC tracks them. `digests`: the directory's
+    `file_digests(..., manifest_too=True)`, when already computed."""
+    digests = file_digests(adapter_dir, manifest_too=True) if digests is None else digests
+    entries = [{"md5": md5, "relpath": rel} for rel, md5 in sorted(digests.items())]
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest()
 
 
-def content_hash(adapter_dir: str | Path) -> str:
-    """A short hash of the whole adapter directory (DVC's md5 of it): names the version being served."""
-    return dir_md5(adapter_dir)[:12]
-
-
-def check_complete(adapter_dir: str | Path) -> AdapterManifest:
+def check_complete(adapter_dir: str | Path, digests: dict[str, str] | None = None) -> AdapterManifest:
     """The manifest, once every file it lists is there with its md5; AdapterError naming the first that is not
-    (a copy or `dvc pull` still writing, or a broken copy)."""
+    (a copy or `dvc pull` still writing, or a broken copy). `digests`: the directory's `file_digests`, if known."""
     manifest = read_manifest(adapter_dir)
     if not manifest.files:
         raise AdapterError(f"{Path(adapter_dir) / SETTINGS_FILE}: lists no files, so a half-copied directory cannot "
                            "be told from a complete one; retrain with this version (it records them)")
+    digests = file_digests(adapter_dir) if digests is None else digests
     for name, md5 in sorted(manifest.files.items()):
         path = Path(adapter_dir) / name
-        if not path.is_file():
+        if name not in digests:
             raise AdapterIncomplete(f"{path}: missing (the manifest lists it)")
-        if _md5(path) != md5:
+        if digests[name] != md5:
             raise AdapterIncomplete(f"{path}: md5 differs from the manifest's (still being written, or not this version)")
     return manifest
 

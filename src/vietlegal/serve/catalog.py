@@ -197,12 +197,13 @@ def served_at(name: str, path: Path) -> Served:
     from vietlegal.serve.version import adapter_version
 
     manifest = adapter.read_manifest(path)
+    digests = adapter.file_digests(path, manifest_too=True)  # read once: the completeness check and the version
     if manifest.files:
-        adapter.check_complete(path)
+        adapter.check_complete(path, digests)
     else:
         logger.warning("adapter %s: %s/vietlegal.json lists no file md5s (trained before they were recorded): "
                        "a half-copied version of it could not be told apart", name, path)
-    return Served(name, path, adapter_version(path), manifest)
+    return Served(name, path, adapter_version(path, digests=digests), manifest)
 
 
 def pick(weights: dict[str, float], route: str, user: str | None, rng: random.Random) -> str:

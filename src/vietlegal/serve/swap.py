@@ -87,10 +87,12 @@ class Swapper:
             shutil.rmtree(snapshot, ignore_errors=True)
             raise AdapterIncomplete(f"{path}: changed while being read ({exc}); trying again") from None
         try:
-            manifest = adapter.check_complete(snapshot)
+            digests = adapter.file_digests(snapshot, manifest_too=True)  # read once: completeness and version
+            manifest = adapter.check_complete(snapshot, digests)
             self.catalog.check_base(name, manifest)
             self._check_tokenizer(snapshot, manifest)
-            version = adapter_version(snapshot, tracked_as=path)  # the snapshot's bytes; dvc.lock is by the source
+            # The snapshot's bytes name the version; dvc.lock, if any, is beside the source directory.
+            version = adapter_version(snapshot, tracked_as=path, digests=digests)
         except AdapterError as exc:
             shutil.rmtree(snapshot, ignore_errors=True)
             raise type(exc)(str(exc).replace(str(snapshot), str(path))) from None  # name the user's directory

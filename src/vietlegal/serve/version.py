@@ -31,9 +31,11 @@ class AdapterVersion:
         return "fp_" + self.hash
 
 
-def adapter_version(adapter_dir: str | Path, tracked_as: str | Path | None = None) -> AdapterVersion:
-    """`tracked_as`: where dvc.lock knows the directory, when `adapter_dir` is a copy of it (a snapshot)."""
-    md5 = dir_md5(adapter_dir)
+def adapter_version(adapter_dir: str | Path, tracked_as: str | Path | None = None,
+                    digests: dict[str, str] | None = None) -> AdapterVersion:
+    """`tracked_as`: where dvc.lock knows the directory, when `adapter_dir` is a copy of it (a snapshot);
+    `digests`: its files' md5s (model.adapter.file_digests with the manifest), when already computed."""
+    md5 = dir_md5(adapter_dir, digests)
     return AdapterVersion(md5[:12], "dvc.lock" if dvc_hash(Path(tracked_as or adapter_dir)) == md5 else "content")
 
 
