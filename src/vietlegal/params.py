@@ -163,11 +163,15 @@ class GenerateConfig:
     seed: int = 42  # with temperature > 0: request i samples with seed + i, the same for base and tuned
     backend: str = "auto"  # auto (vLLM on a CUDA GPU with vllm installed, else hf) | hf | vllm
     tensor_parallel_size: int = 1  # vllm: GPUs one model is split over
+    max_num_seqs: int = 256  # vllm: sequences decoded at once (its own batch bound; batch_size is the hf loop's)
+    gpu_memory_utilization: float = 0.9  # vllm: share of the GPU's memory for weights and KV cache, in (0, 1]
 
     def __post_init__(self) -> None:
-        _at_least("generate", self, ("batch_size", "limit", "tensor_parallel_size"), 1)
+        _at_least("generate", self, ("batch_size", "limit", "tensor_parallel_size", "max_num_seqs"), 1)
         if self.backend not in GENERATE_BACKENDS:
             raise ConfigError(f"generate.backend {self.backend!r} is not one of {', '.join(GENERATE_BACKENDS)}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(f"generate.gpu_memory_utilization: must be in (0, 1], got {self.gpu_memory_utilization}")
 
 
 @dataclass(frozen=True)

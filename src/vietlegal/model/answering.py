@@ -18,8 +18,6 @@ from vietlegal.model import chat, decoding, sampling, vllm_engine
 from vietlegal.model.sampling import SamplingRequest
 from vietlegal.params import GenerateConfig
 
-VLLM_MAX_NUM_SEQS = 256  # vLLM schedules the whole split itself; this bounds the sequences decoded at once
-
 
 def check_params(cfg: GenerateConfig, context: int) -> None:
     """What only the loaded model can tell: the sampling params against its context window."""
@@ -85,4 +83,4 @@ def answer_with_vllm(cfg: GenerateConfig, cases: list[Conversation], adapter_dir
     requests = requests_for(cases, tokenizer, cfg, context)
     return vllm_engine.generate_offline(Path(adapter_dir), base.path, base.revision, context, requests,
                                         decoding.end_token_ids(None, tokenizer), cfg.tensor_parallel_size,
-                                        max_num_seqs=VLLM_MAX_NUM_SEQS)
+                                        cfg.max_num_seqs, cfg.gpu_memory_utilization, [c.id for c in cases])

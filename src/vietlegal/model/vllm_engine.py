@@ -12,11 +12,17 @@ import importlib.util
 import json
 from pathlib import Path
 
-from vietlegal.errors import AdapterError, HardwareError
+from vietlegal.errors import AdapterError, GenerationError, HardwareError
 
 # vLLM's max_lora_rank accepts only these values (vllm.config.lora.MaxLoRARanks); its default is 16.
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 ADAPTER_NAME = "vietlegal"
+# Share of the GPU's memory the engine takes for weights and KV cache (vLLM's own default is 0.92): what a
+# caller does not set. generate.gpu_memory_utilization and serve.gpu_memory_utilization set it.
+GPU_MEMORY_UTILIZATION = 0.9
+# vLLM's finish reasons (vllm.v1.engine.FINISH_REASON_STRINGS) as the answers file records them. The others
+# ("abort", "error", "repetition") are no clean end of an answer: the offline path refuses to write them as one.
+FINISH_REASONS = {"stop": "stop", "length": "length"}
 
 
 def lora_rank_slot(rank: int) -> int:
@@ -40,9 +46,10 @@ def adapter_rank(adapter_dir: str | Path) -> int:
 
 def engine_kwargs(base_path: str, revision: str | None, adapter_dir: str | Path, context: int,
                   max_num_seqs: int, dtype: str = "auto", tensor_parallel_size: int = 1, max_loras: int = 1,
-                  ranks: tuple[int, ...] = ()) -> dict:
+                  ranks: tuple[int, ...] = (), gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION) -> dict:
     """Engine keyword arguments (vllm.LLM and AsyncEngineArgs take the same) for the adapter's base with LoRA.
-    `max_loras`: adapters in one batch; `ranks`: of the other adapters to serve (max_lora_rank holds them all)."""
+    `max_num_seqs`: sequences decoded at once (vLLM's batch bound, not the HF batch size); `max_loras`: adapters
+    in one batch; `ranks`: of the other adapters to serve (max_lora_rank holds them all)."""
     return {
         "model": base_path,
         "revision": revision,
@@ -54,8 +61,25 @@ def engine_kwargs(base_path: str, revision: str | None, adapter_dir: str | Path,
         "max_num_seqs": max_num_seqs,
         "dtype": dtype,  # model.device's policy, as the HF path loads it
         "tensor_parallel_size": tensor_parallel_size,
+        "gpu_memory_utilization": gpu_memory_utilization,
         "seed": 0,
     }
+
+
+def lora_request(name: str, lora_id: int, path: str | Path):
+    """vLLM's LoRARequest for an adapter directory. `lora_id` >= 1 and unique per loaded weights: vLLM keys its
+    LoRA slots and prefix cache by it, so new weights under an old name need a new id."""
+    from vllm.lora.request import LoRARequest  # pragma: no cover - needs vllm
+
+    return LoRARequest(lora_name=name, lora_int_id=lora_id, lora_path=str(path))
+
+
+def finish_reason(reason: str | None, question: str) -> str:
+    """The answers file's finish reason for vLLM's; an answer vLLM aborted or failed is an error, not a stop."""
+    if reason not in FINISH_REASONS:
+        raise GenerationError(f"{question}: vLLM ended the answer with finish_reason {reason!r}, not a stop or the "
+                              "length budget; nothing was written. Look at the engine's log above, then rerun")
+    return FINISH_REASONS[reason]
 
 
 def available() -> bool:
@@ -67,8 +91,8 @@ def available() -> bool:
 
 def require(setting: str) -> None:
     if not available():
-        raise HardwareError(f"{setting}: vllm needs a CUDA GPU and the vllm package (`pip install -r "
-                            f"requirements-gpu.txt`); on this machine set {setting}: hf (or auto)")
+        raise HardwareError(f"{setting}: vllm needs a CUDA GPU and the vllm package (`make gpu` installs "
+                            f"requirements-gpu.txt, docs/dependencies.md); on this machine set {setting}: hf (or auto)")
 
 
 def sampling_params(request, end_ids: set[int]):
@@ -85,28 +109,33 @@ def sampling_params(request, end_ids: set[int]):
 
 
 def generate_offline(adapter_dir: Path, base_path: str, revision: str | None, context: int, requests: list,
-                     end_ids: set[int], tensor_parallel_size: int, max_num_seqs: int) -> dict[str, list]:
-    """{"base": completions, "tuned": completions} for SamplingRequests, through vLLM's offline engine."""
+                     end_ids: set[int], tensor_parallel_size: int, max_num_seqs: int,
+                     gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION,
+                     names: list[str] | None = None) -> dict[str, list]:
+    """{"base": completions, "tuned": completions} for SamplingRequests, through vLLM's offline engine.
+    `names`: what an error calls each request (the test case's id; default: its position)."""
     from vllm import LLM  # pragma: no cover - needs a GPU and vllm
-    from vllm.lora.request import LoRARequest
 
-    from vietlegal.model.decoding import LENGTH, STOP, Completion
+    from vietlegal.model.decoding import Completion
     from vietlegal.model.device import dtype_name, inference_dtype
 
     llm = LLM(**engine_kwargs(base_path, revision, adapter_dir, context, max_num_seqs,
-                              dtype_name(inference_dtype("cuda")), tensor_parallel_size))
+                              dtype_name(inference_dtype("cuda")), tensor_parallel_size,
+                              gpu_memory_utilization=gpu_memory_utilization))
     prompts = [{"prompt_token_ids": list(r.prompt_ids)} for r in requests]
     params = [sampling_params(r, end_ids) for r in requests]
-    lora = LoRARequest("adapter", 1, str(adapter_dir))
+    lora = lora_request(ADAPTER_NAME, 1, adapter_dir)
+    names = names or [f"request {k}" for k in range(len(requests))]
 
-    def completions(outputs) -> list:
+    def completions(outputs, system: str) -> list:
         done = []
-        for request, out in zip(requests, outputs):
+        for request, out, name in zip(requests, outputs, names):
             choice = out.outputs[0]
-            done.append(Completion(choice.text, list(choice.token_ids), LENGTH if choice.finish_reason == "length" else STOP,
-                                   len(request.prompt_ids), len(choice.token_ids)))
+            reason = finish_reason(choice.finish_reason, f"{name} ({system})")
+            done.append(Completion(choice.text, list(choice.token_ids), reason, len(request.prompt_ids),
+                                   len(choice.token_ids)))
         return done
 
-    tuned = completions(llm.generate(prompts, params, lora_request=lora, use_tqdm=True))
-    base = completions(llm.generate(prompts, params, use_tqdm=True))
+    tuned = completions(llm.generate(prompts, params, lora_request=lora, use_tqdm=True), "tuned")
+    base = completions(llm.generate(prompts, params, use_tqdm=True), "base")
     return {"base": base, "tuned": tuned}

@@ -45,7 +45,7 @@ def select(requested: str, hw: Hardware, processes: int, has_unsloth: bool | Non
             raise HardwareError("train.backend: unsloth needs a CUDA GPU; use train.backend: auto (or trl) on this machine")
         if not has_unsloth:
             raise HardwareError("train.backend: unsloth but the unsloth package is not installed: "
-                                "`pip install -r requirements-gpu.txt`, or use train.backend: auto")
+                                "`make gpu` (requirements-gpu.txt), or use train.backend: auto")
         if processes > 1:
             raise HardwareError(f"train.backend: unsloth trains on one GPU, but {processes} processes were launched; "
                                 "use train.backend: auto (or trl) with accelerate launch")

@@ -70,7 +70,7 @@ def check_quantization(cfg: TrainConfig, hw: Hardware) -> None:
 
     if importlib.util.find_spec("bitsandbytes") is None:
         raise HardwareError(
-            "train.load_in_4bit is true but bitsandbytes is not installed: `pip install -r requirements-gpu.txt` "
+            "train.load_in_4bit is true but bitsandbytes is not installed: `make gpu` (requirements-gpu.txt) "
             "(or set train.load_in_4bit: false)"
         )
 

@@ -5,17 +5,37 @@ Unsloth argument mapping is in two pure functions so it can be checked without a
 """
 from __future__ import annotations
 
+import importlib.metadata
+import os
+from pathlib import Path
+
 from vietlegal.errors import BaseModelError
+from vietlegal.model.tiny import cache_root
 from vietlegal.params import TrainConfig
 from vietlegal.train.backends import lora_settings
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+COMPILE_LOCATION = "UNSLOTH_COMPILE_LOCATION"
+
+
+def compile_location() -> Path:
+    """Where Unsloth writes the modules it generates: the user's cache, per Unsloth version, never the checkout
+    (its default is ./unsloth_compiled_cache, which dvc and git would then see). A location already set wins."""
+    if os.environ.get(COMPILE_LOCATION):
+        return Path(os.environ[COMPILE_LOCATION])
+    try:
+        version = importlib.metadata.version("unsloth")
+    except importlib.metadata.PackageNotFoundError:  # a source checkout of unsloth: no version to separate by
+        version = "unversioned"
+    return cache_root() / "unsloth_compiled_cache" / version
 
 
 class UnslothBackend:
     name = "unsloth"
 
     def __init__(self) -> None:
+        # Unsloth reads the location once, when unsloth_zoo.compiler is first imported.
+        os.environ[COMPILE_LOCATION] = str(compile_location())
         import unsloth  # noqa: F401  - patches transformers/trl/peft; must come before them
 
     def load_model(self, base, cfg: TrainConfig, max_seq_length: int, seed: int, precision: str):
@@ -44,7 +64,9 @@ def from_pretrained_kwargs(base, cfg: TrainConfig, max_seq_length: int, seed: in
         "revision": base.revision if base.hub_kwargs() else None,
         "token": base.hub_kwargs().get("token"),
         "max_seq_length": max_seq_length,
-        "dtype": getattr(torch, DTYPES[precision]) if precision != "fp32" else None,
+        # Explicit, fp32 too: Unsloth's None means its own pick (bf16 where the hardware has it), which would
+        # train a model in another precision than the trainer's.
+        "dtype": getattr(torch, DTYPES[precision]),
         "load_in_4bit": cfg.load_in_4bit,
         # Unsloth swaps hub ids for its own pre-quantised mirrors unless told not to; the pinned
         # base.revision is a commit of the repo the user named, so load exactly that repo.
