@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-import types
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +15,9 @@ from vietlegal.errors import ConfigError
 from vietlegal.train import backends, checkpoints, export, hardware, tracking
 from vietlegal.train.hardware import Hardware
 from vietlegal.errors import HardwareError
+from tests.helpers import strict_unsloth
 
+ROOT = Path(__file__).resolve().parents[2]
 CPU = Hardware("cpu", None, 0, False, 2)
 H200 = Hardware("cuda", "NVIDIA H200", 1, True, 16)
 T4 = Hardware("cuda", "Tesla T4", 1, False, 4)
@@ -53,30 +55,11 @@ def test_lora_never_targets_embeddings_or_lm_head():
 
 
 @pytest.fixture
-def fake_unsloth(monkeypatch, tiny_base):
-    """Stands in for the GPU-only package: records the calls and returns the real tiny model with PEFT LoRA."""
-    calls = {}
-
-    class FastLanguageModel:
-        @staticmethod
-        def from_pretrained(**kwargs):
-            from transformers import AutoModelForCausalLM
-
-            calls["from_pretrained"] = kwargs
-            return AutoModelForCausalLM.from_pretrained(kwargs["model_name"]), None
-
-        @staticmethod
-        def get_peft_model(model, **kwargs):
-            from peft import LoraConfig, get_peft_model
-
-            calls["get_peft_model"] = kwargs
-            lora = {k: kwargs[k] for k in ("r", "lora_alpha", "lora_dropout", "target_modules", "bias")}
-            return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", modules_to_save=kwargs["modules_to_save"], **lora))
-
-    module = types.ModuleType("unsloth")
-    module.FastLanguageModel = FastLanguageModel
-    monkeypatch.setitem(sys.modules, "unsloth", module)
-    return calls
+def fake_unsloth(monkeypatch):
+    """The strict stand-in for the GPU-only package (tests/helpers/strict_unsloth.py, proven against Unsloth
+    2026.10.9 by tests/train/test_unsloth_contract.py): records the calls, returns the real tiny model with PEFT LoRA."""
+    monkeypatch.delenv("UNSLOTH_COMPILE_LOCATION", raising=False)  # restored after the test: the backend sets it
+    return strict_unsloth.install(monkeypatch)
 
 
 def test_unsloth_backend_maps_params_to_the_seed_setup(fake_unsloth, tiny_base):
@@ -98,6 +81,49 @@ def test_unsloth_backend_maps_params_to_the_seed_setup(fake_unsloth, tiny_base):
     assert lora["r"] == 8 and lora["lora_alpha"] == 16 and lora["target_modules"] == ["q_proj", "v_proj"]
     assert lora["modules_to_save"] is None
     assert backend.trainer_overrides(cfg) == {"gradient_checkpointing": False}  # Unsloth's own checkpointing
+
+
+def test_unsloth_loads_in_the_trainers_precision_fp32_included(fake_unsloth, tiny_base):
+    import torch
+
+    from vietlegal.model import base as base_model
+
+    backend = backends.get("unsloth")
+    for precision, dtype in (("fp32", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16)):
+        model = backend.load_model(base_model.resolve("vietlegal/tiny-llama"), TrainConfig(), 512, 7, precision)
+        # Unsloth's dtype=None is its own pick (bf16 where the hardware has it), not the trainer's fp32.
+        assert fake_unsloth["from_pretrained"]["dtype"] is dtype and next(model.parameters()).dtype == dtype
+
+
+def test_unsloths_generated_modules_go_to_the_cache_never_the_checkout(fake_unsloth, tmp_path, monkeypatch):
+    import os
+
+    from vietlegal.model.tiny import cache_root
+
+    backends.get("unsloth")
+    location = Path(os.environ["UNSLOTH_COMPILE_LOCATION"])
+    assert location == cache_root() / "unsloth_compiled_cache" / "unversioned"  # the stand-in has no dist metadata
+    assert ROOT not in location.parents, "Unsloth's default, ./unsloth_compiled_cache, would land in the checkout"
+    monkeypatch.setenv("UNSLOTH_COMPILE_LOCATION", str(tmp_path / "mine"))
+    backends.get("unsloth")
+    assert os.environ["UNSLOTH_COMPILE_LOCATION"] == str(tmp_path / "mine"), "a location the user set wins"
+
+
+@pytest.mark.parametrize(("method", "kwargs", "error"), [
+    ("from_pretrained", {"model_name": "x", "bogus": 1}, TypeError),
+    ("from_pretrained", {"model_name": "x", "dtype": "int8"}, ValueError),
+    ("get_peft_model", {"r": 0}, TypeError),
+    ("get_peft_model", {"r": 8.0}, TypeError),
+    ("get_peft_model", {"lora_dropout": 1.5}, ValueError),
+    ("get_peft_model", {"bias": "some"}, NotImplementedError),
+    ("get_peft_model", {"adapter_name": "x"}, TypeError),
+])
+def test_the_stand_in_refuses_what_unsloth_refuses(fake_unsloth, method, kwargs, error):
+    import unsloth
+
+    with pytest.raises(error):
+        getattr(unsloth.FastLanguageModel, method)(**kwargs) if method == "from_pretrained" else \
+            unsloth.FastLanguageModel.get_peft_model(None, **kwargs)
 
 
 def test_precision_follows_the_hardware():
