@@ -1,7 +1,8 @@
 """The version lock: one input (pyproject.toml), one resolver (uv), four files, the same versions on both machines.
 
     python scripts/lock.py           regenerate requirements{,-gpu,-dev,-nodeps}.txt from pyproject.toml
-    python scripts/lock.py --check   the committed files agree with each other and still resolve (what CI runs)
+    python scripts/lock.py --check   the committed files agree with each other and pyproject.toml, and still resolve
+                                     (what CI runs: tests/pipeline/test_lock.py); --offline: without the resolver
 
 The GPU set is resolved first, for Linux x86-64 wheels (`x86_64-manylinux_2_28`, Python 3.11, checked on 3.12 too):
 vLLM and Unsloth bound most shared libraries there. The CPU set is then resolved under the GPU set's versions as
@@ -185,32 +186,62 @@ def shared_mismatches(files: dict[str, dict[str, str]]) -> list[str]:
             for name in sorted(set(cpu) & set(files["gpu"]) - TORCH_FAMILY) if cpu[name] != files["gpu"][name]]
 
 
-def check() -> None:
-    files = {kind: read_pins(path, PYTHONS[0]) for kind, path in FILES.items()}
-    problems = shared_mismatches(files)
-    for python in PYTHONS:  # the GPU file as committed: complete and consistent, on each Python
-        listed = read_pins(FILES["gpu"], python)
-        resolved = compile_set([str(FILES["gpu"])], python)
+def unmet(files: dict[str, dict[str, str]], pyproject: Path) -> list[str]:
+    """Requirements of pyproject.toml that the files do not meet (an input edited without `python scripts/lock.py`)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    extras = project["optional-dependencies"]
+    wanted = {"cpu": [*project["dependencies"], *extras["cpu"]], "gpu": [*project["dependencies"], *extras["gpu"]],
+              "dev": extras["dev"]}
+    problems = []
+    for kind, specs in wanted.items():
+        pinned = {**files[kind], **(files["nodeps"] if kind == "cpu" else {})}
+        for spec in map(Requirement, specs):
+            name, have = canonical(spec.name), pinned.get(canonical(spec.name))
+            if spec.marker and not spec.marker.evaluate(environment(PYTHONS[0])):
+                continue
+            if have is None or not spec.specifier.contains(have, prereleases=True):
+                problems.append(f"{name}: pyproject.toml asks {spec.specifier or 'any version'} ({kind}), "
+                                f"{FILES[kind].name} pins {have or 'nothing'}")
+    return problems
+
+
+def check(files: dict[str, Path] | None = None, resolve: bool = True) -> None:
+    """The files (default: the committed ones) agree with each other and with pyproject.toml; with `resolve`, each
+    also resolves to itself (uv, against the registry). Raises LockError naming every package that does not hold."""
+    files = files or FILES
+    pins = {kind: read_pins(path, PYTHONS[0]) for kind, path in files.items()}
+    problems = shared_mismatches(pins) + unmet(pins, files["gpu"].parent / "pyproject.toml")
+    for python in PYTHONS if resolve else ():  # the GPU file as committed: complete and consistent, on each Python
+        listed = read_pins(files["gpu"], python)
+        resolved = compile_set([str(files["gpu"])], python)
         if resolved != listed:
             problems.append(f"requirements-gpu.txt does not resolve to itself on Python {python}: "
                             f"{describe(listed, resolved)}")
-    resolved = compile_set([str(FILES["cpu"])], PYTHONS[0], cpu_torch=True)
-    resolved["torch"] = resolved["torch"].split("+")[0]
-    if resolved != files["cpu"]:
-        problems.append(f"requirements.txt does not resolve to itself: {describe(files['cpu'], resolved)}")
+    if resolve:
+        resolved = compile_set([str(files["cpu"])], PYTHONS[0], cpu_torch=True)
+        resolved["torch"] = resolved["torch"].split("+")[0]
+        if resolved != pins["cpu"]:
+            problems.append(f"requirements.txt does not resolve to itself: {describe(pins['cpu'], resolved)}")
     if problems:
         raise LockError("the lock does not hold; change pyproject.toml and run `python scripts/lock.py`:\n  "
                         + "\n  ".join(problems))
-    print(f"lock holds: {len(files['gpu'])} GPU packages (Python {', '.join(PYTHONS)}), {len(files['cpu'])} CPU, "
-          f"shared versions equal but torch ({files['cpu']['torch']} CPU, {files['gpu']['torch']} GPU)")
+    print(f"lock holds: {len(pins['gpu'])} GPU packages (Python {', '.join(PYTHONS)}), {len(pins['cpu'])} CPU, "
+          f"shared versions equal but torch ({pins['cpu']['torch']} CPU, {pins['gpu']['torch']} GPU)"
+          + ("" if resolve else "; not resolved (--offline)"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="check the committed files instead of writing them")
+    parser.add_argument("--offline", action="store_true",
+                        help="with --check: only what needs no registry (the files against each other and pyproject.toml)")
     args = parser.parse_args(argv)
     try:
-        check() if args.check else lock()
+        check(resolve=not args.offline) if args.check else lock()
     except LockError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
