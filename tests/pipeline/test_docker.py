@@ -49,21 +49,33 @@ def test_dockerfile_passes_hadolint(name):
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)
-def test_image_is_cuda_with_the_gpu_requirements_and_a_non_root_user(name):
+def test_image_is_cuda_13_with_the_gpu_lock_the_package_and_a_non_root_user(name):
     default_base = re.search(r"ARG CUDA_IMAGE=(\S+)", (DOCKER / name).read_text()).group(1)
-    assert default_base.startswith("nvidia/cuda:") and "runtime" in default_base
+    # vLLM 0.33.0's wheel and torch 2.14.0 from PyPI are CUDA 13 builds (libcudart.so.13).
+    assert re.fullmatch(r"nvidia/cuda:13\.\d+\.\d+-runtime-ubuntu24\.04", default_base), default_base
     assert last(name, "FROM") == "${CUDA_IMAGE}"
-    copied = last(name, "COPY").split()[:-1]
-    assert "requirements-gpu.txt" in copied
-    for source in copied:
-        assert (ROOT / source).is_file(), f"{name} copies {source}, which the repository does not have"
+    copies = [args.split() for ins, args in instructions(name) if ins == "COPY"]
+    for *sources, _ in copies:
+        for source in sources:
+            assert (ROOT / source).exists(), f"{name} copies {source}, which the repository does not have"
+            assert source in allowed_in_context(), f"{name} copies {source}, which .dockerignore leaves out"
     installs = [args for ins, args in instructions(name) if ins == "RUN" and "pip install" in args]
-    assert any("requirements-gpu.txt" in args for args in installs)
+    assert installs[0] == "pip install -r /tmp/requirements/requirements-gpu.txt", "the whole GPU lock, nothing else"
+    assert installs[1:] == ["pip install --no-deps /tmp/vietlegal"], "the package, without resolving anything again"
+    assert not any("requirements.txt" in args or "index-url" in args for args in installs), \
+        "the CPU set (torch 2.13.0) never goes onto a GPU image; torch comes from PyPI's CUDA 13 build"
     user = last(name, "USER")
     assert user not in ("root", "0") and not user.startswith("0:")
     # The user is set after the last RUN: nothing runs as root at container start.
     order = [ins for ins, _ in instructions(name)]
     assert order.index("USER") > max(i for i, ins in enumerate(order) if ins == "RUN")
+
+
+def allowed_in_context() -> set[str]:
+    """What .dockerignore lets into the build context (it leaves out everything but a list)."""
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()]
+    assert "*" in lines, ".dockerignore starts from nothing: .venv, the DVC cache and models stay out of the context"
+    return {line[1:].rstrip("/") for line in lines if line.startswith("!")}
 
 
 def test_serving_image_checks_health_on_the_port_it_serves():
@@ -95,6 +107,20 @@ def test_compose_reserves_the_gpu_and_takes_the_key_from_the_environment():
     assert serve["restart"] in ("unless-stopped", "always")
     mounts = {v.split(":")[1]: v for v in serve["volumes"]}
     assert mounts["/workspace"] == "..:/workspace:ro", "the checkout with the pulled adapter, read-only"
+
+
+@pytest.mark.parametrize("service", ["serve", "serve-8gpu"])
+def test_compose_gives_the_feedback_directory_a_writable_volume(service):
+    from vietlegal.params import ServeConfig
+
+    compose = yaml.safe_load((DOCKER / "docker-compose.yml").read_text(encoding="utf-8"))
+    feedback = f"/workspace/{ServeConfig().feedback_dir}"  # serve.feedback_dir, relative to WORKDIR /workspace
+    mounts = {v.split(":")[1]: v.split(":") for v in compose["services"][service]["volumes"]}
+    volume, _, *mode = mounts[feedback]
+    assert volume in compose["volumes"] and mode != ["ro"], "POST /v1/feedback writes there (read-only: a 503)"
+    # A new named volume takes the ownership of the image's directory: the user must own it there.
+    setup = " ".join(args for ins, args in instructions("Dockerfile.serve") if ins == "RUN")
+    assert f"mkdir -p /cache/huggingface {feedback}" in setup and f"chown vietlegal /cache/huggingface {feedback}" in setup
 
 
 def test_compose_has_a_one_gpu_and_an_eight_gpu_service():
