@@ -152,6 +152,12 @@ class Oracle:
             raise BuildError(f"the oracle ended:\n{self.log.read()[-4000:]}")
         return json.loads(line)
 
+    def __enter__(self) -> Oracle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.stdin.close()
@@ -161,3 +167,29 @@ class Oracle:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+
+
+# --- the oracle's side (tests/helpers/vllm_oracle.py, unsloth_oracle.py) ----------------------------------------
+
+def take_stdout():
+    """The answers' channel: the process's stdout, kept apart; what the packages print goes to stderr (the log)."""
+    channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return channel
+
+
+def answer_requests(channel, ops: dict) -> None:
+    """Say ready, then answer each JSON request line with ops[request["op"]](**the rest); a failure is an answer."""
+    def answer(message: dict) -> None:
+        channel.write(json.dumps(message, ensure_ascii=True, default=repr) + "\n")
+        channel.flush()
+
+    answer({"ready": True})
+    for line in sys.stdin:
+        message = json.loads(line)
+        op = message.pop("op")
+        try:
+            answer(ops[op](**message))
+        except Exception as exc:  # noqa: BLE001 - every refusal is an answer
+            answer({"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:600]}"})

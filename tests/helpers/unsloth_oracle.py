@@ -18,22 +18,16 @@ import importlib.util
 import inspect
 import json
 import os
-import sys
 from pathlib import Path
 
-PROTOCOL = os.fdopen(os.dup(1), "w", encoding="utf-8")
-os.dup2(2, 1)
-sys.stdout = sys.stderr
+from tests.helpers.gpu_packages import answer_requests, take_stdout
+
+CHANNEL = take_stdout()
 ROOT = Path(__file__).resolve().parents[2]
 
-from vietlegal.train.unsloth_backend import UnslothBackend  # noqa: E402 - after the descriptor swap
+from vietlegal.train.unsloth_backend import UnslothBackend  # noqa: E402 - after the channel is set apart
 
 BACKEND = UnslothBackend()  # sets UNSLOTH_COMPILE_LOCATION, imports unsloth first
-
-
-def answer(message: dict) -> None:
-    PROTOCOL.write(json.dumps(message, ensure_ascii=True, default=repr) + "\n")
-    PROTOCOL.flush()
 
 
 def parameters(fn) -> list[list]:
@@ -91,14 +85,7 @@ def train(work: str, steps: int) -> dict:
 
 
 def main() -> None:
-    answer({"ready": True})
-    for line in sys.stdin:
-        message = json.loads(line)
-        op = message.pop("op")
-        try:
-            answer({"signatures": signatures, "load": load, "backend": backend, "train": train}[op](**message))
-        except Exception as exc:  # noqa: BLE001 - every failure is an answer
-            answer({"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:600]}"})
+    answer_requests(CHANNEL, {"signatures": signatures, "load": load, "backend": backend, "train": train})
 
 
 if __name__ == "__main__":

@@ -14,22 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
-import os
-import sys
 
-PROTOCOL = os.fdopen(os.dup(1), "w", encoding="utf-8")
-os.dup2(2, 1)  # whatever vLLM prints goes to the log, never into the answers
-sys.stdout = sys.stderr
+from tests.helpers.gpu_packages import answer_requests, take_stdout
 
-
-def answer(message: dict) -> None:
-    PROTOCOL.write(json.dumps(message, ensure_ascii=True, default=repr) + "\n")
-    PROTOCOL.flush()
-
-
-def failure(exc: BaseException) -> dict:
-    return {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:600]}"}
+CHANNEL = take_stdout()  # before vLLM is imported: whatever it prints goes to the log, never into the answers
 
 
 class State:
@@ -123,14 +111,7 @@ def surface() -> dict:
 def main() -> None:
     import vllm  # noqa: F401 - import once, before the first request (tens of seconds)
 
-    answer({"ready": True})
-    for line in sys.stdin:
-        message = json.loads(line)
-        op = message.pop("op")
-        try:
-            answer({"engine": engine, "request": request, "construct": construct, "surface": surface}[op](**message))
-        except Exception as exc:  # noqa: BLE001 - every rejection is an answer
-            answer(failure(exc))
+    answer_requests(CHANNEL, {"engine": engine, "request": request, "construct": construct, "surface": surface})
 
 
 if __name__ == "__main__":

@@ -41,9 +41,8 @@ CALLERS = ("src/vietlegal/model/vllm_engine.py", "src/vietlegal/serve/vllm_worke
 
 @pytest.fixture(scope="module")
 def oracle():
-    real = gpu_packages.Oracle("tests.helpers.vllm_oracle", gpu_packages.environment())
-    yield real
-    real.close()
+    with gpu_packages.Oracle("tests.helpers.vllm_oracle", gpu_packages.environment()) as real:
+        yield real
 
 
 @pytest.fixture(scope="module")

@@ -33,9 +33,8 @@ def gpu_classes(tmp_path_factory):
     cache = tmp_path_factory.mktemp("unsloth-gpu")
     env = gpu_packages.environment(UNSLOTH_ALLOW_CPU="1", VIETLEGAL_CACHE=str(cache))
     env.pop("UNSLOTH_COMPILE_LOCATION", None)
-    real = gpu_packages.Oracle("tests.helpers.unsloth_oracle", env, cwd=cache)
-    yield real
-    real.close()
+    with gpu_packages.Oracle("tests.helpers.unsloth_oracle", env, cwd=cache) as real:
+        yield real
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +43,8 @@ def cpu_unsloth(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("unsloth-cwd")
     env = gpu_packages.environment()
     env.pop("UNSLOTH_COMPILE_LOCATION", None)
-    real = gpu_packages.Oracle("tests.helpers.unsloth_oracle", env, cwd=cwd)
-    yield real, cwd
-    real.close()
+    with gpu_packages.Oracle("tests.helpers.unsloth_oracle", env, cwd=cwd) as real:
+        yield real, cwd
 
 
 @pytest.fixture(scope="module")
