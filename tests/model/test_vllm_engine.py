@@ -22,7 +22,8 @@ VLLM_SAMPLING_PARAMS = {"n", "presence_penalty", "frequency_penalty", "repetitio
                         "top_k", "min_p", "seed", "stop", "stop_token_ids", "ignore_eos", "max_tokens", "min_tokens",
                         "logprobs", "skip_special_tokens", "include_stop_str_in_output", "structured_outputs"}
 VLLM_ENGINE_ARGS = {"model", "tokenizer", "revision", "dtype", "seed", "max_model_len", "tensor_parallel_size",
-                    "max_num_seqs", "enable_lora", "max_loras", "max_lora_rank", "gpu_memory_utilization"}
+                    "max_num_seqs", "enable_lora", "max_loras", "max_lora_rank", "gpu_memory_utilization",
+                    "structured_outputs_config"}
 
 
 def test_the_request_conversion_speaks_vllms_parameter_names():

@@ -14,10 +14,10 @@ from vietlegal.errors import ConfigError
 from vietlegal.params import ServeConfig, load_params
 from vietlegal.model import vllm_engine
 from vietlegal.model.sampling import SamplingRequest, vllm_sampling_kwargs
-from vietlegal.serve import auth
-from vietlegal.serve.protocol import ApiError
-from vietlegal.serve.parsing import Validator
-from vietlegal.serve.version import adapter_version
+from vietlegal.serve.http import auth
+from vietlegal.serve.protocol.errors import ApiError
+from vietlegal.serve.protocol.convert import Validator
+from vietlegal.serve.versions.version import adapter_version
 
 QUESTION = [{"role": "user", "content": "Tuổi kết hôn?"}]
 
@@ -25,8 +25,8 @@ QUESTION = [{"role": "user", "content": "Tuổi kết hôn?"}]
 @pytest.fixture(scope="module")
 def catalog(tiny_adapter, tiny_base):
     from vietlegal.params import TINY_MODEL_ID
-    from vietlegal.serve.catalog import open_catalog
-    from vietlegal.serve.version import BaseVersion
+    from vietlegal.serve.versions.catalog import open_catalog
+    from vietlegal.serve.versions.version import BaseVersion
 
     return open_catalog(BaseVersion(TINY_MODEL_ID, tiny_base[1]), 2048, {"vietlegal": tiny_adapter}, {}, merged=True)
 
@@ -167,7 +167,7 @@ def test_bearer_check():
 def test_a_job_that_cannot_run_does_not_fail_its_batch(tiny_base, tiny_tokenizer):
     from transformers import AutoModelForCausalLM
 
-    from vietlegal.serve.hf_loop import decode_all
+    from vietlegal.serve.workers.hf_loop import decode_all
 
     model = AutoModelForCausalLM.from_pretrained(tiny_base[0]).eval()
     prompt = chat.encode_prompt(tiny_tokenizer, QUESTION)
@@ -190,7 +190,7 @@ def test_a_job_that_cannot_run_does_not_fail_its_batch(tiny_base, tiny_tokenizer
 
 
 def test_cancel_queue_is_drained_without_blocking():
-    from vietlegal.serve.hf_worker import ChatAPI
+    from vietlegal.serve.workers.hf import ChatAPI
 
     queue = mp.get_context("spawn").Queue()
     api = ChatAPI({"key": "unused"}, None, queue)
@@ -272,7 +272,7 @@ def test_sampling_args_keep_the_request_meaning():
 
 
 def test_vllm_is_never_imported_on_the_cpu_path():
-    from vietlegal.serve import vllm_worker  # the GPU backend's module imports without vllm
+    from vietlegal.serve.workers import vllm as vllm_worker  # the GPU backend's module imports without vllm
 
     assert vllm_worker.VLLMChatAPI and "vllm" not in sys.modules
 
@@ -282,7 +282,7 @@ def test_vllm_worker_keeps_one_lora_request_per_version_and_refuses_a_rank_above
     import asyncio
     import shutil
 
-    from vietlegal.serve import vllm_worker
+    from vietlegal.serve.workers import vllm as vllm_worker
 
     api = vllm_worker.VLLMChatAPI({"k1": str(tiny_adapter)}, None, None, max_loras=2, max_lora_rank=8)
     api._lora_request, api.rank_slot = (lambda *a: a), 8
@@ -319,13 +319,13 @@ def test_a_stream_that_fails_after_it_started_ends_with_an_error_event_and_done(
     import asyncio
 
     from vietlegal.model.sampling import SamplingRequest
-    from vietlegal.serve.parsing import ChatJob
-    from vietlegal.serve.prometheus import RequestRecord
-    from vietlegal.serve.protocol import Piece
-    from vietlegal.serve.routes import ChatSpec
-    from vietlegal.serve.version import AdapterVersion
+    from vietlegal.serve.protocol.convert import ChatJob
+    from vietlegal.serve.http.prometheus import RequestRecord
+    from vietlegal.serve.protocol.piece import Piece
+    from vietlegal.serve.http.routes import ChatSpec
+    from vietlegal.serve.versions.version import AdapterVersion
 
-    from vietlegal.serve.catalog import Target
+    from vietlegal.serve.versions.catalog import Target
 
     spec = ChatSpec(None, None, 1000, None)
     job = ChatJob("chatcmpl-x", SamplingRequest([1, 2]), stream=True,

@@ -16,7 +16,7 @@ import requests
 from vietlegal.model import untrained
 from vietlegal.params import TINY_MODEL_ID
 from vietlegal.serve.process import ServerProcess
-from vietlegal.serve.version import adapter_version
+from vietlegal.serve.versions.version import adapter_version
 
 KEY = "test-key"
 QUESTION = [{"role": "user", "content": "Tuổi kết hôn là bao nhiêu?"}]

@@ -8,7 +8,7 @@
       vllm_sampling_kwargs(...)        vLLM's SamplingParams keyword arguments
 
 Adding a sampling parameter means adding a field here, setting it in the server's protocol conversion
-(vietlegal.serve.protocol) and reading it in each backend (model.sampler / model.decoding, vllm_sampling_kwargs);
+(vietlegal.serve.protocol.errors) and reading it in each backend (model.sampler / model.decoding, vllm_sampling_kwargs);
 the evaluation stages, the server and both workers all pass this type.
 """
 from __future__ import annotations
