@@ -98,8 +98,47 @@ def test_valid_request_becomes_a_job_with_the_training_prompt(validator, tiny_to
                             "top_p": 0.5, "stop": "Điều", "seed": 3})
     assert job.sampling.prompt_ids == chat.encode_prompt(tiny_tokenizer, chat.with_system(QUESTION, "Hệ thống."))
     assert (job.sampling.max_new_tokens, job.sampling.temperature, job.sampling.top_p, job.sampling.stop, job.sampling.seed) == (5, 0.0, 0.5, ["Điều"], 3)
-    assert set(job.payload()) == {"id", "prompt_ids", "max_new_tokens", "temperature", "top_p", "stop", "seed",
-                                  "json_schema", "json_object", "adapter"}
+    import dataclasses
+
+    from vietlegal.model.sampling import SamplingRequest
+
+    [payload] = job.payloads()
+    assert set(payload) == {"id"} | {f.name for f in dataclasses.fields(SamplingRequest)}
+
+
+def test_n_choices_are_n_jobs_with_consecutive_seeds_wrapping_in_int64(validator):
+    job = parse(validator, {"messages": QUESTION, "n": 3, "seed": 2**63 - 2, "temperature": 0.5})
+    assert [p["id"] for p in job.payloads()] == ["chatcmpl-test-0", "chatcmpl-test-1", "chatcmpl-test-2"]
+    assert [p["seed"] for p in job.payloads()] == [2**63 - 2, 2**63 - 1, -(2**63)]
+
+
+def test_what_openai_clients_send_is_accepted(validator):
+    parts = [{"role": "developer", "content": [{"type": "text", "text": "Hệ"}, {"type": "text", "text": "thống."}]},
+             {"role": "user", "content": "Tuổi kết hôn?", "name": "an"}]
+    job = parse(validator, {"messages": parts, "top_p": 0, "seed": -(2**63), "max_tokens": 5.0, "logprobs": True,
+                            "top_logprobs": 2, "metadata": {"k": "v"}, "store": False})
+    assert job.sampling.prompt_ids == parse(validator, {"messages": [{"role": "system", "content": "Hệ\nthống."},
+                                                                     QUESTION[0]]}).sampling.prompt_ids
+    assert (job.sampling.top_p, job.sampling.seed, job.sampling.max_new_tokens, job.logprobs) == (0.0, -(2**63), 5, 2)
+
+
+def test_vllm_sampling_extensions_reach_the_sampling_request(validator):
+    job = parse(validator, {"messages": QUESTION, "top_k": 5, "min_p": 0.1, "repetition_penalty": 1.2,
+                            "presence_penalty": 0.5, "frequency_penalty": -0.5, "stop_token_ids": [7],
+                            "ignore_eos": True, "min_tokens": 2, "max_tokens": 4})
+    s = job.sampling
+    assert (s.top_k, s.min_p, s.repetition_penalty, s.presence_penalty, s.frequency_penalty, list(s.stop_token_ids),
+            s.ignore_eos, s.min_tokens) == (5, 0.1, 1.2, 0.5, -0.5, [7], True, 2)
+
+
+def test_a_schema_nested_deeper_than_vllms_limit_is_a_400_naming_it(validator):
+    deep: dict = {"type": "string"}
+    for _ in range(70):
+        deep = {"type": "object", "properties": {"a": deep}}
+    with pytest.raises(ApiError) as caught:
+        parse(validator, {"messages": QUESTION, "response_format": {"type": "json_schema",
+                                                                    "json_schema": {"name": "x", "schema": deep}}})
+    assert caught.value.status == 400 and caught.value.param == "response_format.json_schema.schema"
 
 
 def test_defaults_follow_openai_and_the_serve_config(validator):
@@ -116,7 +155,7 @@ def test_nfd_input_is_normalised_before_tokenizing(validator):
 
 
 def test_stream_options_need_a_stream_and_default_to_usage(validator):
-    assert parse(validator, {"messages": QUESTION, "stream": True}).include_usage is True
+    assert parse(validator, {"messages": QUESTION, "stream": True}).include_usage is False  # only when asked
     assert parse(validator, {"messages": QUESTION}, force_stream=True).stream is True
     off = parse(validator, {"messages": QUESTION, "stream": True, "stream_options": {"include_usage": False}})
     assert off.include_usage is False
@@ -126,12 +165,18 @@ def test_stream_options_need_a_stream_and_default_to_usage(validator):
 
 @pytest.mark.parametrize("body, param", [
     ({"messages": QUESTION, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
-    ({"messages": QUESTION, "stop": [1]}, "stop"),
+    ({"messages": QUESTION, "stop": [1]}, "stop[0]"),
     ({"messages": QUESTION, "seed": 1.5}, "seed"),
     ({"messages": QUESTION, "temperature": True}, "temperature"),
     ({"messages": QUESTION, "max_tokens": True}, "max_tokens"),
-    ({"messages": QUESTION, "presence_penalty": 0.5}, "presence_penalty"),
-    ({"messages": QUESTION, "logprobs": True}, "logprobs"),
+    ({"messages": QUESTION, "presence_penalty": 2.5}, "presence_penalty"),
+    ({"messages": QUESTION, "logit_bias": {"5": 1.0}}, "logit_bias"),
+    ({"messages": QUESTION, "top_logprobs": 2}, "top_logprobs"),
+    ({"messages": QUESTION, "guided_json": {}}, "guided_json"),
+    ({"messages": QUESTION, "n": 129}, "n"),
+    ({"messages": QUESTION, "seed": 2**63}, "seed"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages[0].content[0].type"),
+    ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, "messages[0]"),
     ({"messages": QUESTION, "model": 7}, "model"),
     ({"messages": [QUESTION[0], {"role": "system", "content": "late"}]}, "messages[1]"),
 ])
@@ -319,6 +364,7 @@ def test_a_stream_that_fails_after_it_started_ends_with_an_error_event_and_done(
     import asyncio
 
     from vietlegal.model.sampling import SamplingRequest
+    from vietlegal.serve.http.routes import ChatAnswer
     from vietlegal.serve.protocol.convert import ChatJob
     from vietlegal.serve.http.prometheus import RequestRecord
     from vietlegal.serve.protocol.piece import Piece
@@ -332,11 +378,12 @@ def test_a_stream_that_fails_after_it_started_ends_with_an_error_event_and_done(
                   target=Target(None, AdapterVersion("abc123abc123", "content")))
 
     async def pieces():
-        yield Piece(text="Điều")
+        yield 0, Piece(text="Điều")
         raise ApiError(500, "generation failed: boom", None, "internal_error")
 
     async def collect():
-        return [event async for event in spec._sse(job, pieces(), RequestRecord(job.id, stream=True))]
+        answer = ChatAnswer(job, None)
+        return [event async for event in spec._sse(job, answer, pieces(), RequestRecord(job.id, stream=True))]
 
     events = asyncio.run(collect())
     assert '"content": "Điều"' in events[1]

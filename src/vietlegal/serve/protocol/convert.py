@@ -273,7 +273,8 @@ _TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false"
 
 def from_validation(exc: ValidationError) -> ApiError:
     errors = exc.errors(include_url=False)
-    first = errors[0]
+    # A union (content: str | parts) reports one error per branch: the deepest names the actual problem.
+    first = max((e for e in errors if e["loc"][:1] == errors[0]["loc"][:1]), key=lambda e: len(e["loc"]))
     path = _path(first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
@@ -282,10 +283,7 @@ def from_validation(exc: ValidationError) -> ApiError:
     if kind == "missing":
         return ApiError(400, f"{path}: missing required parameter", path, "missing_required_parameter")
     code = "invalid_type" if kind.endswith("_type") or kind in ("model_attributes_type", "is_instance_of") else "invalid_value"
-    if kind.startswith("union") or len({_path(e["loc"]) for e in errors}) < len(errors):
-        message = "; or ".join(dict.fromkeys(e["msg"] for e in errors if _path(e["loc"]) == path)) or first["msg"]
-    else:
-        message = first["msg"]
+    message = first["msg"]
     return ApiError(400, f"{path}: {message}, got {_short(first.get('input'))}", path, code)
 
 
