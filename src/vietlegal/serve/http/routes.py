@@ -394,7 +394,7 @@ class ChatAnswer:
 
     def body(self) -> dict:
         return {**self.head, "choices": [
-            {"index": c.index, "message": responses.chat_message(c.text),
+            {"index": c.index, "message": responses.chat_message(c.text, self.job.tool, c.call_id),
              "logprobs": self.tokens.chat_logprobs(c.tokens, c.records if self.job.logprobs is not None else None),
              "finish_reason": c.last.finish_reason} for c in self.choices],
             "usage": self.usage(), **_retrieval(self.job)}
@@ -403,7 +403,8 @@ class ChatAnswer:
         return responses.usage(len(self.job.sampling.prompt_ids), sum(c.last.completion_tokens for c in self.choices))
 
     def opening(self) -> list[str]:
-        return [self._chunk(c.index, {"role": "assistant", "content": ""}, extra=_retrieval(self.job))
+        content = "" if self.job.tool is None else None  # a tool call's arguments come as tool_calls deltas
+        return [self._chunk(c.index, {"role": "assistant", "content": content}, extra=_retrieval(self.job))
                 for c in self.choices]
 
     def delta(self, index: int, piece: Piece) -> list[str]:
@@ -411,10 +412,17 @@ class ChatAnswer:
         if piece.text or piece.logprobs:
             logprobs = (self.tokens.chat_logprobs(piece.token_ids, piece.logprobs)
                         if self.job.logprobs is not None else None)
-            out.append(self._chunk(index, {"content": piece.text}, logprobs=logprobs))
+            out.append(self._chunk(index, self._content(index, piece.text), logprobs=logprobs))
         if piece.finish_reason is not None:
             out.append(self._chunk(index, {}, piece.finish_reason))
         return out
+
+    def _content(self, index: int, text: str) -> dict:
+        if self.job.tool is None:
+            return {"content": text}
+        c = self.choices[index]
+        first, c.called = not c.called, True
+        return responses.tool_call_delta(c.call_id if first else None, self.job.tool, text)
 
     def usage_chunk(self) -> str:
         return responses.event({**self.head, "choices": [], "usage": self.usage()})
@@ -476,7 +484,7 @@ class CompletionAnswer:
         if not text and piece.finish_reason is None and not logprobs:
             return []
         choice = {"index": index, "text": text, "logprobs": logprobs, "finish_reason": piece.finish_reason}
-        return [responses.event({**self.head, "choices": [choice], "usage": None})]
+        return [responses.event({**self.head, "choices": [choice]})]  # no `usage: null`: the spec's usage is an object
 
     def usage_chunk(self) -> str:
         return responses.event({**self.head, "choices": [], "usage": self.usage()})

@@ -48,6 +48,7 @@ class Job:
     echo: bool = False  # completions: the prompt's text (and logprobs) before the answer
     prompt_texts: list = field(default_factory=list)  # completions: what echo prepends, per prompt
     kind: str = "chat"  # "chat" | "completion"
+    tool: str | None = None  # chat: the function tool_choice names; the answer is its arguments, as a tool call
     prompts: list = field(default_factory=list)  # completions: one SamplingRequest per prompt (choices n per prompt)
 
     def choice_ids(self) -> list[str]:
@@ -111,13 +112,19 @@ class Validator:
         asked = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
         if asked is not None and asked < 1:
             raise ApiError(400, f"{name}: must be at least 1, got {asked}", name, "invalid_value")
+        tool, tool_schema, where = _named_tool(request)
         json_schema, json_object = self._response_format(request.response_format)
+        if tool is not None:
+            if json_schema or json_object:
+                raise ApiError(400, "response_format: a named tool_choice already constrains the answer to the "
+                                    "tool's parameters; give one of the two", "response_format", "unsupported_value")
+            json_schema = self._schema(where, tool_schema)
         sampling = self._sampling(request, prompt, self._budget(name, asked, len(prompt), self.default_max_tokens),
                                   logprobs=logprobs, json_schema=json_schema, json_object=json_object,
                                   adapter=target.adapter)
         stream = force_stream or bool(request.stream)
         return Job(request_id, sampling, stream, _include_usage(request.stream_options, stream), retrieved, target,
-                   n=request.n or 1, logprobs=logprobs)
+                   n=request.n or 1, logprobs=logprobs, tool=tool)
 
     def _messages(self, messages: list[rq.Message]) -> list[dict]:
         """The conversation as the chat template takes it: `developer` is the system role, text parts are joined."""
@@ -128,6 +135,10 @@ class Validator:
                                f"messages[{i}]", "unsupported_value")
             if m.content is None:
                 raise ApiError(400, f"messages[{i}].content: must be text", f"messages[{i}].content", "invalid_value")
+            for j, part in enumerate(m.content if isinstance(m.content, list) else ()):
+                if part.type != "text":
+                    raise ApiError(400, f"messages[{i}].content[{j}]: this server takes text only, not {part.type}",
+                                   f"messages[{i}].content[{j}].type", "unsupported_value")
             content = m.content if isinstance(m.content, str) else "\n".join(part.text for part in m.content)
             plain.append({"role": "system" if m.role == "developer" else m.role, "content": content})
         try:
@@ -142,22 +153,30 @@ class Validator:
         if value is None or value.type == "text":
             return None, False
         if value.type == "json_object":
-            schema, json_object = None, True
-        else:
-            if value.json_schema is None or value.json_schema.schema_ is None:
-                raise ApiError(400, 'response_format.json_schema: must be an object with a "name" and a "schema" '
-                                    "object", "response_format.json_schema", "invalid_value")
-            try:
-                structure.check_nesting(value.json_schema.schema_)
-            except GenerationError as exc:
-                raise ApiError(400, str(exc), "response_format.json_schema.schema", "invalid_value") from None
-            schema, json_object = structure.schema_text(value.json_schema.schema_), False
+            self._compiles("response_format", None, True)
+            return None, True
+        if value.json_schema is None or value.json_schema.schema_ is None:
+            raise ApiError(400, 'response_format.json_schema: must be an object with a "name" and a "schema" '
+                                "object", "response_format.json_schema", "invalid_value")
+        return self._schema("response_format", value.json_schema.schema_), False
+
+    def _schema(self, where: str, schema: dict) -> str:
+        """A JSON schema the answer must follow (response_format's, or a named tool's parameters), as text."""
+        try:
+            structure.check_nesting(schema)
+        except GenerationError as exc:
+            field = "response_format.json_schema.schema" if where == "response_format" else where
+            raise ApiError(400, str(exc), field, "invalid_value") from None
+        text = structure.schema_text(schema)
+        self._compiles(where, text, False)
+        return text
+
+    def _compiles(self, where: str, schema: str | None, json_object: bool) -> None:
         try:
             structure.compile_for(self.tokenizer, self.vocab_size or len(self.tokenizer), self.end_ids, schema,
                                   json_object)
         except GenerationError as exc:
-            raise ApiError(400, str(exc), "response_format", "invalid_value") from None
-        return schema, json_object
+            raise ApiError(400, str(exc), where, "invalid_value") from None
 
     # --- completions --------------------------------------------------------------------------------------
     def _completion(self, request: rq.CompletionRequest, target: Target, request_id: str) -> Job:
@@ -185,6 +204,9 @@ class Validator:
     def _prompts(self, prompt) -> tuple[list[list[int]], list[str]]:
         """Token ids and text of each prompt: text is NFC-normalised and tokenized with the special tokens the
         tokenizer adds (vLLM's add_special_tokens default); ids are taken as they are."""
+        if prompt is None:  # the spec's default, <|endoftext|>, is GPT's document separator: no such token here
+            raise ApiError(400, "prompt: missing: give text, a list of texts, token ids or lists of token ids",
+                           "prompt", "missing_required_parameter")
         if isinstance(prompt, str):
             prompt = [prompt]
         if not prompt:
@@ -273,10 +295,12 @@ _TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false"
 
 def from_validation(exc: ValidationError) -> ApiError:
     errors = exc.errors(include_url=False)
-    # A union (content: str | parts) reports one error per branch: the deepest names the actual problem.
-    first = max((e for e in errors if e["loc"][:1] == errors[0]["loc"][:1]), key=lambda e: len(e["loc"]))
-    path = _path(first["loc"])
+    # A union (content: str | parts) reports one error per branch: the deepest names the actual problem, and of
+    # equally deep ones a wrong value (a negative token id) says more than a branch of another type.
+    first = max((e for e in errors if e["loc"][:1] == errors[0]["loc"][:1]),
+                key=lambda e: (len(e["loc"]), not e["type"].endswith("_type")))
     kind = first["type"]
+    path = _path(first["loc"], key_last=kind == "extra_forbidden")
     if kind == "extra_forbidden":
         return ApiError(400, f"{path}: unknown field; this server does not know it (docs/serving.md lists every field)",
                         path, "unknown_parameter")
@@ -287,15 +311,24 @@ def from_validation(exc: ValidationError) -> ApiError:
     return ApiError(400, f"{path}: {message}, got {_short(first.get('input'))}", path, code)
 
 
-def _path(loc: tuple) -> str:
-    """('messages', 0, 'content') -> messages[0].content; pydantic's union branch tags ('str', 'list[str]') dropped."""
+_PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
+
+
+def _path(loc: tuple, key_last: bool = False) -> str:
+    """('messages', 0, 'content') -> messages[0].content; pydantic's union branch tags ('str', 'list[str]') dropped.
+    `key_last`: the last part is a key the client sent (an unknown field), kept whatever it looks like, quoted
+    when it is not a plain name."""
     out = ""
-    for part in loc:
+    for n, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
+        elif key_last and n == len(loc) - 1:
+            out += (f".{part}" if out else part) if part.isidentifier() else f"[{json.dumps(part)}]"
         elif "[" in part or part in ("str", "int", "float", "bool", "list", "dict", "none", "function-after",
                                      "function-before", "json-or-python") or part[:1].isupper():
             continue
+        elif n >= 3 and loc[n - 3] == "content" and isinstance(loc[n - 1], int) and part in _PART_TYPES:
+            continue  # a content part's type, as the discriminated union tags it
         else:
             out += f".{part}" if out else part
     return out or "request body"
@@ -303,16 +336,43 @@ def _path(loc: tuple) -> str:
 
 def _refuse_unsupported(request: rq.ChatCompletionRequest) -> None:
     """What this server cannot honour is refused, never ignored."""
-    for name in ("tools", "functions", "audio", "prediction", "web_search_options"):
+    for name in ("functions", "audio", "prediction", "web_search_options"):
         if getattr(request, name):
             raise ApiError(400, f"{name}: not supported by this server", name, "unsupported_parameter")
-    if request.tool_choice not in (None, "none", "auto"):
-        raise ApiError(400, "tool_choice: this server calls no tools; leave it out (or \"none\")", "tool_choice",
-                       "unsupported_parameter")
     if request.function_call not in (None, "none", "auto"):
         raise ApiError(400, "function_call: this server calls no functions", "function_call", "unsupported_parameter")
     if request.modalities not in (None, ["text"]):
         raise ApiError(400, "modalities: this server answers text only", "modalities", "unsupported_value")
+
+
+def _named_tool(request: rq.ChatCompletionRequest) -> tuple[str | None, dict | None, str | None]:
+    """(name, parameters schema, where the schema is) of the function tool_choice names, as vLLM honours it: the answer is that call,
+    its arguments constrained to the schema. With tool_choice "none" the tools are not called (OpenAI's meaning);
+    "auto" and "required" would need the model to choose a call (a tool-call parser): refused."""
+    choice, tools = request.tool_choice, request.tools or []
+    if not tools:
+        if choice not in (None, "none", "auto"):
+            raise ApiError(400, "tool_choice: names a tool, but the request offers no tools", "tool_choice",
+                           "invalid_value")
+        return None, None, None
+    if choice == "none":
+        return None, None, None
+    named = choice.get("function", {}).get("name") if isinstance(choice, dict) and choice.get("type") == "function" \
+        else None
+    if not isinstance(named, str):
+        raise ApiError(400, 'tool_choice: this server calls a tool only when tool_choice names it, {"type": '
+                            '"function", "function": {"name": ...}} (it has no parser for "auto" or "required"), '
+                            'or "none"', "tool_choice", "unsupported_value")
+    for i, tool in enumerate(tools):
+        if tool.type != "function" or tool.function is None:
+            raise ApiError(400, f"tools[{i}]: only function tools are supported", f"tools[{i}].type",
+                           "unsupported_value")
+    found = [i for i, tool in enumerate(tools) if tool.function.name == named]
+    if not found:
+        raise ApiError(400, f"tool_choice: no function named {named!r} in tools", "tool_choice.function.name",
+                       "invalid_value")
+    parameters = tools[found[0]].function.parameters
+    return named, parameters or {"type": "object", "properties": {}}, f"tools[{found[0]}].function.parameters"
 
 
 def _include_usage(options: rq.StreamOptions | None, stream: bool) -> bool:

@@ -47,9 +47,19 @@ class TextPart(Strict):
     prompt_cache_breakpoint: Any = None  # OpenAI's cache hint: no effect here
 
 
+class OtherPart(Loose):
+    """A part the spec defines that this server cannot read (images, audio, files, a refusal): refused by type in
+    convert.py (400 unsupported_value), so its own fields are not checked here."""
+
+    type: Literal["image_url", "input_audio", "file", "refusal"]
+
+
+ContentPart = Annotated[TextPart | OtherPart, Field(discriminator="type")]
+
+
 class Message(Strict):
     role: Literal["developer", "system", "user", "assistant", "tool", "function"]
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None  # Llama-3.1's template has no speaker names: accepted, no effect (docs/serving.md)
     refusal: str | None = None  # an earlier assistant turn's refusal: accepted, no effect
     tool_calls: list[Any] | None = None
@@ -73,6 +83,20 @@ class JsonSchemaSpec(Strict):
 class ResponseFormat(Strict):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaSpec | None = None
+
+
+class FunctionDef(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None  # not shown to the model (the grammar, not the prompt, makes the call)
+    parameters: dict | None = None  # a JSON schema: the arguments are constrained to it
+    strict: bool | None = None  # arguments always follow the schema here: no effect
+
+
+class Tool(Loose):
+    """A tool the request offers: `function` tools can be called (by name, below); `custom` ones are refused."""
+
+    type: Literal["function", "custom"]
+    function: FunctionDef | None = None
 
 
 class Sampling(Strict):
@@ -106,9 +130,9 @@ class ChatCompletionRequest(Sampling):
     logprobs: bool | None = None
     top_logprobs: Int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     response_format: ResponseFormat | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
-    parallel_tool_calls: bool | None = None  # no tools are ever called: no effect
+    tools: list[Tool] | None = None
+    tool_choice: Any = None  # "none", or {"type": "function", "function": {"name"}}: convert.py reads it
+    parallel_tool_calls: bool | None = None  # one named tool is called once: no effect
     functions: list[Any] | None = None
     function_call: Any = None
     modalities: list[str] | None = None
@@ -129,7 +153,7 @@ class ChatCompletionRequest(Sampling):
 
 
 class CompletionRequest(Sampling):
-    prompt: str | list[str] | list[TokenId] | list[list[TokenId]]
+    prompt: str | list[str] | list[TokenId] | list[list[TokenId]] | None = None  # required: convert.py says so
     max_tokens: Int | None = Field(default=None, ge=0)
     echo: bool | None = None
     logprobs: Int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 from vietlegal.serve.protocol.piece import Piece
 
@@ -63,6 +64,8 @@ class Choice:
         self.prompt_records: list | None = None
         self.last = Piece()
         self.echoed = False  # a stream: the prompt was sent
+        self.call_id = "call_" + uuid.uuid4().hex[:24]  # its tool call's id, when a named tool is called
+        self.called = False  # a stream: the tool call's head (id, name) was sent
 
     def add(self, piece: Piece) -> None:
         self.parts.append(piece.text)
@@ -78,9 +81,24 @@ class Choice:
         return "".join(self.parts)
 
 
-def chat_message(text: str) -> dict:
-    """`refusal` is required by the spec (null: this model never refuses in a separate field)."""
-    return {"role": "assistant", "content": text, "refusal": None}
+def chat_message(text: str, tool: str | None = None, call_id: str | None = None) -> dict:
+    """`refusal` is required by the spec (null: this model never refuses in a separate field). With a named tool
+    the text is that call's arguments, and the content is null (as OpenAI answers a forced call)."""
+    if tool is None:
+        return {"role": "assistant", "content": text, "refusal": None}
+    return {"role": "assistant", "content": None, "refusal": None, "tool_calls": [tool_call(call_id, tool, text)]}
+
+
+def tool_call(call_id: str, name: str, arguments: str) -> dict:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def tool_call_delta(call_id: str | None, name: str | None, arguments: str) -> dict:
+    """A stream's piece of a call: the first carries its id, type and name, the rest only arguments."""
+    call = {"index": 0, "function": {"arguments": arguments}}
+    if call_id is not None:
+        call = {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    return {"tool_calls": [call]}
 
 
 def head(job_id: str, kind: str, version) -> dict:
