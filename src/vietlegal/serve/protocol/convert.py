@@ -152,12 +152,12 @@ class Validator:
         A schema the grammar compiler cannot enforce, or one nested deeper than vLLM allows, is a 400 here."""
         if value is None or value.type == "text":
             return None, False
-        if value.type == "json_object":
-            self._compiles("response_format", None, True)
+        if value.type == "json_schema" and value.json_schema is None:
+            raise ApiError(400, 'response_format.json_schema: must be an object with a "name" (and a "schema")',
+                           "response_format.json_schema", "invalid_value")
+        if value.type == "json_object" or value.json_schema.schema_ is None:  # the spec's schema is optional:
+            self._compiles("response_format", None, True)                    # without one, any JSON object
             return None, True
-        if value.json_schema is None or value.json_schema.schema_ is None:
-            raise ApiError(400, 'response_format.json_schema: must be an object with a "name" and a "schema" '
-                                "object", "response_format.json_schema", "invalid_value")
         return self._schema("response_format", value.json_schema.schema_), False
 
     def _schema(self, where: str, schema: dict) -> str:
