@@ -179,4 +179,5 @@ class DetokenizeRequest(Strict):
 
 IGNORED = ("metadata", "store", "service_tier", "reasoning_effort", "verbosity", "prompt_cache_key",
            "prompt_cache_retention", "prompt_cache_options", "safety_identifier", "moderation", "parallel_tool_calls",
-           "messages[].name", "stream_options.include_obfuscation")
+           "messages[].name", "messages[].content[].prompt_cache_breakpoint", "stream_options.include_obfuscation",
+           "tools[].function.description", "tools[].function.strict")
