@@ -346,9 +346,9 @@ def _refuse_unsupported(request: rq.ChatCompletionRequest) -> None:
 
 
 def _named_tool(request: rq.ChatCompletionRequest) -> tuple[str | None, dict | None, str | None]:
-    """(name, parameters schema, where the schema is) of the function tool_choice names, as vLLM honours it: the answer is that call,
-    its arguments constrained to the schema. With tool_choice "none" the tools are not called (OpenAI's meaning);
-    "auto" and "required" would need the model to choose a call (a tool-call parser): refused."""
+    """(name, parameters schema, where the schema is) of the function tool_choice names, as vLLM honours it: the
+    answer is that call, its arguments constrained to the schema. With tool_choice "none" the tools are not called
+    (OpenAI's meaning); "auto" and "required" would need the model to choose a call (a tool-call parser): refused."""
     choice, tools = request.tool_choice, request.tools or []
     if not tools:
         if choice not in (None, "none", "auto"):
@@ -357,8 +357,8 @@ def _named_tool(request: rq.ChatCompletionRequest) -> tuple[str | None, dict | N
         return None, None, None
     if choice == "none":
         return None, None, None
-    named = choice.get("function", {}).get("name") if isinstance(choice, dict) and choice.get("type") == "function" \
-        else None
+    function = choice.get("function") if isinstance(choice, dict) and choice.get("type") == "function" else None
+    named = function.get("name") if isinstance(function, dict) else None
     if not isinstance(named, str):
         raise ApiError(400, 'tool_choice: this server calls a tool only when tool_choice names it, {"type": '
                             '"function", "function": {"name": ...}} (it has no parser for "auto" or "required"), '

@@ -92,11 +92,12 @@ class FunctionDef(Strict):
     strict: bool | None = None  # arguments always follow the schema here: no effect
 
 
-class Tool(Loose):
+class Tool(Strict):
     """A tool the request offers: `function` tools can be called (by name, below); `custom` ones are refused."""
 
     type: Literal["function", "custom"]
     function: FunctionDef | None = None
+    custom: Any = None
 
 
 class Sampling(Strict):
