@@ -111,27 +111,35 @@ def draining_server(tmp_path, pulled_adapter):
         yield server
 
 
-STOPS = {  # how a stop reaches the server -> (signal, whole process group?)
-    "docker stop / kill PID (SIGTERM to the main process)": (signal.SIGTERM, False),
-    "systemctl stop, KillMode=control-group (SIGTERM to the group)": (signal.SIGTERM, True),
-    "Ctrl-C in a terminal (SIGINT to the group)": (signal.SIGINT, True),
+STOPS = {  # how a stop reaches the server -> (signal, whole process group?, the stream's request is decoding?)
+    "docker stop / kill PID (SIGTERM to the main process)": (signal.SIGTERM, False, True),
+    "systemctl stop, KillMode=control-group (SIGTERM to the group)": (signal.SIGTERM, True, True),
+    "Ctrl-C in a terminal (SIGINT to the group)": (signal.SIGINT, True, True),
+    # The worker has not taken the request from the queue yet when the group signal lands: it answers it first.
+    "systemctl stop, the request still queued (SIGTERM to the group)": (signal.SIGTERM, True, False),
 }
 
 
 @pytest.mark.parametrize("how", list(STOPS))
 def test_any_stop_lets_a_stream_finish_refuses_new_requests_with_503_and_exits_0(draining_server, how):
-    """Deterministic: the worker is frozen while the stream is in flight, so the stream is still open when the
-    server is told to stop and when the next request arrives; thawed, it finishes, and the server exits."""
+    """Deterministic: the worker is frozen while the stream is in flight (decoding: after its first content
+    piece; queued: before the request is sent), so the stream is still open when the server is told to stop and
+    when the next request arrives; thawed, it finishes, and the server exits."""
     server = draining_server
-    sig, group = STOPS[how]
+    sig, group, decoding = STOPS[how]
     worker = int(re.search(r"inference worker pid=(\d+)", server.log_text())[1])
+    if not decoding:
+        os.kill(worker, signal.SIGSTOP)
     stream = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     stream.request("POST", "/v1/chat/completions", json.dumps(
         {"messages": [{"role": "user", "content": "Tuổi kết hôn?"}], "max_tokens": 40, "stream": True}).encode(),
         {"Authorization": "Bearer test-key", "Content-Type": "application/json"})
     response = stream.getresponse()
     assert response.status == 200 and response.readline().startswith(b"data: ")  # the stream has started
-    os.kill(worker, signal.SIGSTOP)
+    if decoding:
+        while b'"content": "' not in (line := response.readline()) or b'"role"' in line:
+            assert line, "the stream ended before its first content piece"
+        os.kill(worker, signal.SIGSTOP)  # the worker has produced a piece: the request is in its batch
     try:
         if group:
             os.killpg(server.proc.pid, sig)  # every process: main, LitServe's manager and broker, HTTP, worker

@@ -10,8 +10,9 @@ or every process of the group (systemd's default KillMode=control-group, Ctrl-C 
     HTTP process       SIGTERM/SIGINT -> draining: every new request gets 503 with OpenAI's error object and
                        Retry-After; when nothing is in flight, or after serve.drain_seconds, uvicorn's own
                        handler runs and uvicorn exits
-    inference worker   ignores both while it decodes (the HTTP side is draining those requests); a SIGTERM when
-                       it is idle ends it at once (LitServe's own stop)
+    inference worker   SIGTERM asks it to stop once it decodes nothing and the request queue has held nothing for
+                       a wait (LitServe's own stop, or a group signal); what was queued before is answered first;
+                       SIGINT is ignored
 """
 from __future__ import annotations
 
@@ -124,14 +125,12 @@ def ignore_sigterm_in_worker() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def exit_on_sigterm_when_idle(idle) -> None:
-    """A worker that can tell: SIGTERM ends it at once when it decodes nothing, and is ignored while it does (the
-    HTTP side is draining those requests; LitServe's own stop comes after). SIGINT stays ignored: Ctrl-C reaches
-    the whole group, and the drain, not the worker, decides."""
-
-    def on_sigterm(signum, frame) -> None:
-        if idle():
-            os._exit(0)  # nothing in flight, nothing to flush
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+def stop_requested_by_sigterm():
+    """For a worker whose loop can tell when it is idle: SIGTERM only records the request (the loop stops once it
+    decodes nothing and waited on an empty queue), since a request the HTTP side queued just before a group signal
+    still has to be answered; exiting in the handler when the decoder was empty lost it. SIGINT stays ignored:
+    Ctrl-C reaches the whole group, and the drain, not the worker, decides. Returns `requested()`."""
+    requested: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: requested.append(signum))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return lambda: bool(requested)

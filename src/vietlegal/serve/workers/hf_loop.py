@@ -13,6 +13,7 @@ arrived since (up to `serve.max_batch_size` sequences in flight) and joins it to
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from litserve.utils import LitAPIStatus, LoopResponseType, PickleableHTTPExcepti
 
 from vietlegal.errors import GenerationError
 from vietlegal.model import decoding
-from vietlegal.serve.http.drain import exit_on_sigterm_when_idle
+from vietlegal.serve.http.drain import stop_requested_by_sigterm
 from vietlegal.serve.workers.hf_adapters import WorkerAdapters
 from vietlegal.serve.log import logger
 from vietlegal.serve.protocol.piece import Piece
@@ -205,12 +206,13 @@ class HFLoop(LitLoop):
         super().__init__()
         self.decoder: Decoder | None = None
         self.queues: dict[str, int] = {}  # request id -> its response queue
+        self.stop_requested = None  # set in the worker process (drain.py): did SIGTERM ask it to stop?
 
     def run(self, lit_api, device, worker_id, request_queue, transport, workers_setup_status, callback_runner):
         if self.decoder is None:
             self.decoder = Decoder(lit_api.model, lit_api.tokenizer, lit_api.cancelled,
                                    lambda job_id, piece: self._send(transport, job_id, piece), lit_api.adapters)
-            exit_on_sigterm_when_idle(lambda: self.decoder.size == 0)
+            self.stop_requested = stop_requested_by_sigterm()
         busy = self.decoder.size > 0
         arrived = self._take(lit_api, request_queue, transport, block=not busy,
                              room=lit_api.max_batch_size - self.decoder.size)
@@ -218,6 +220,8 @@ class HFLoop(LitLoop):
             self.decoder.submit(arrived)
         if self.decoder.size:
             self.decoder.step()
+        elif not busy and self.stop_requested():  # idle, and the queue stayed empty for a wait: nothing is lost
+            os._exit(0)  # what was sent has been flushed during that wait
 
     def _take(self, lit_api, request_queue, transport, block: bool, room: int) -> list[dict]:
         """What is in the queue (waiting for the first when idle), up to `room`; too-old requests get a 504."""
