@@ -25,7 +25,7 @@ import requests
 from vietlegal.commands import bench
 from vietlegal.model import untrained
 from vietlegal.serve.process import ServerProcess
-from vietlegal.serve.version import adapter_version
+from vietlegal.serve.versions.version import adapter_version
 
 TARGET_RATIO = 0.7
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")

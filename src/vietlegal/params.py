@@ -223,12 +223,16 @@ class ServeConfig:
     merge_single_adapter: bool = True  # hf: one adapter and no --watch is merged into the base (no base entry)
     max_adapters: int = 4  # vllm: adapters in one batch (max_loras)
     max_lora_rank: int = 64  # vllm: the largest rank a version loaded at run time may have
+    gpu_memory_utilization: float = 0.92  # vllm: the share of GPU memory vLLM may take (weights + KV cache)
+    max_num_seqs: int = 256  # vllm: sequences one engine step decodes (serve.max_batch_size is the hf backend's)
     review_page: bool = True  # the reviewers' page at /review (docs/review.md); POST /v1/feedback is on either way
     feedback_dir: str = paths.FEEDBACK  # POST /v1/feedback appends one JSON line per verdict here
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
-        _at_least("serve", self, ("max_adapters", "max_lora_rank"), 1)
+        _at_least("serve", self, ("max_adapters", "max_lora_rank", "max_num_seqs"), 1)
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(f"serve.gpu_memory_utilization: must be in (0, 1], got {self.gpu_memory_utilization}")
         if self.watch_seconds <= 0:
             raise ConfigError(f"serve.watch_seconds: must be positive, got {self.watch_seconds}")
         for name, path in self.adapters.items():

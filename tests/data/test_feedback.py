@@ -13,7 +13,7 @@ from tests.conftest import QA
 from vietlegal.data import splitting
 from vietlegal.data.feedback import parse_review, read_feedback
 from vietlegal.params import BaseConfig, PrepareConfig
-from vietlegal.serve.feedback import append, stamped
+from vietlegal.serve.review.feedback import append, stamped
 from vietlegal.stages import evaluate, prepare
 
 SYSTEM = "Bạn là chuyên gia pháp luật."

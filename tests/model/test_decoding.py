@@ -160,9 +160,11 @@ def test_budget_is_clipped_to_the_context(model, tokenizer):
     [
         (Request([], 5), "prompt_ids"),
         (Request([1] * 5000, 5), "prompt"),
-        (Request([1, 2], 0), "max_new_tokens"),
+        (Request([1, 2], -1), "max_new_tokens"),
         (Request([1, 2], 5, temperature=2.5), "temperature"),
-        (Request([1, 2], 5, top_p=0.0), "top_p"),
+        (Request([1, 2], 5, top_p=1.5), "top_p"),
+        (Request([1, 2], 5, min_tokens=6), "min_tokens"),
+        (Request([1, 2], 5, repetition_penalty=0.0), "repetition_penalty"),
     ],
 )
 def test_bad_requests_name_their_field(model, tokenizer, request_, field):
@@ -208,3 +210,68 @@ def test_a_request_joining_after_the_batch_emptied_starts_a_new_one(model, token
     [index] = stream.add([Request(prompts[1], max_new_tokens=3)])
     done = [d for step in stream for d in step if d.completion is not None]
     assert [d.index for d in done] == [index] and done[0].completion.completion_tokens <= 3
+
+
+def test_max_new_tokens_zero_gives_the_prompt_logprobs_and_no_token(model, tokenizer, prompts):
+    [done] = decoding.generate(model, tokenizer, [Request(prompts[0], 0, prompt_logprobs=2)])
+    assert (done.finish_reason, done.completion_tokens, done.text, done.token_ids) == ("length", 0, "", [])
+    assert done.prompt_logprobs[0] is None and len(done.prompt_logprobs) == len(prompts[0])
+    # each record is the token's own log-probability given what precedes it, and the two best
+    with torch.no_grad():
+        full = torch.log_softmax(model(torch.tensor([prompts[0]])).logits[0].float(), -1)
+    for t in (1, len(prompts[0]) - 1):
+        value, top = done.prompt_logprobs[t]
+        assert value == pytest.approx(float(full[t - 1, prompts[0][t]]), abs=1e-4) and len(top) == 2
+        assert top[0][0] == int(full[t - 1].argmax())
+
+
+def test_logprobs_are_reported_per_token_and_greedy_tokens_are_the_best(model, tokenizer, prompts):
+    [done] = decoding.generate(model, tokenizer, [Request(prompts[1], 5, logprobs=3)])
+    assert len(done.logprobs) == done.completion_tokens == 5
+    for token, (value, top) in zip(done.token_ids, done.logprobs):
+        assert top[0][0] == token and value == top[0][1] and len(top) == 3
+
+
+def test_min_tokens_and_stop_token_ids(model, tokenizer, prompts):
+    free = decoding.generate(model, tokenizer, [Request(prompts[2], 6)])[0]
+    second = free.token_ids[1]
+    stopped = decoding.generate(model, tokenizer, [Request(prompts[2], 6, stop_token_ids=[second])])[0]
+    assert (stopped.finish_reason, stopped.token_ids) == ("stop", free.token_ids[:2])
+    held = decoding.generate(model, tokenizer, [Request(prompts[2], 6, stop_token_ids=[second], min_tokens=3)])[0]
+    assert second not in held.token_ids[:3] and held.completion_tokens >= 3
+
+
+def test_an_exception_choosing_one_rows_token_fails_that_row_alone(model, tokenizer, prompts, monkeypatch):
+    from vietlegal.model import sampler
+
+    real = sampler.penalised
+
+    def broken(logits, request, prompt, output):
+        if request.presence_penalty == 1.5:
+            raise RuntimeError("boom")
+        return real(logits, request, prompt, output)
+
+    monkeypatch.setattr(sampler, "penalised", broken)
+    good, bad = Request(prompts[0], 4), Request(prompts[1], 4, presence_penalty=1.5)
+    done = decoding.generate(model, tokenizer, [good, bad, good])
+    assert [d.finish_reason for d in done] == ["length", "error", "length"]
+    assert "RuntimeError: boom" in done[1].error and done[0].text == done[2].text
+
+
+def test_a_forward_pass_that_raises_fails_its_rows_and_the_stream_takes_new_requests(model, tokenizer, prompts):
+    stream = decoding.stream(model, tokenizer, [Request(prompts[0], 5)])
+    next(stream)
+    real, calls = stream._forward, []
+
+    def once_broken(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return real(*args, **kwargs)
+
+    stream._forward = once_broken
+    ended = [d for step in [next(stream)] for d in step if d.completion]
+    assert [d.completion.finish_reason for d in ended] == ["error"] and "illegal memory" in ended[0].completion.error
+    stream.add([Request(prompts[1], 3)])
+    finished = [d.completion for step in stream for d in step if d.completion]
+    assert [(c.finish_reason, c.completion_tokens) for c in finished] == [("length", 3)]

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import QA
 from tests.helpers.project_copy import copy_project
 from vietlegal.data.feedback import parse_review
-from vietlegal.serve.feedback import append, stamped
+from vietlegal.serve.review.feedback import append, stamped
 
 pytestmark = pytest.mark.slow
 V1, V2 = "vietlegal-111111111111", "vietlegal-222222222222"

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from vietlegal.errors import AdapterError, ConfigError
 from vietlegal.model.adapter import BASE_ADAPTER, AdapterManifest
-from vietlegal.serve.catalog import Catalog, Served, pick
-from vietlegal.serve.protocol import ApiError
-from vietlegal.serve.version import AdapterVersion, BaseVersion
+from vietlegal.serve.versions.catalog import Catalog, Served, pick
+from vietlegal.serve.protocol.errors import ApiError
+from vietlegal.serve.versions.version import AdapterVersion, BaseVersion
 
 BASE = BaseVersion("meta-llama/Llama-3.1-8B-Instruct", "0e9e39f2")
 

@@ -19,9 +19,10 @@ from tests.helpers.rag_corpus import write_corpus
 from vietlegal.data.feedback import BadReview, parse_review
 from vietlegal.params import RagConfig
 from vietlegal.rag.corpus import load_corpus
-from vietlegal.serve import protocol, review_routes
-from vietlegal.serve.feedback import append, stamped
-from vietlegal.serve.limits import BodyLimit
+from vietlegal.serve.protocol import errors as protocol
+from vietlegal.serve.review import routes as review_routes
+from vietlegal.serve.review.feedback import append, stamped
+from vietlegal.serve.http.limits import BodyLimit
 from vietlegal.serve.process import free_port
 
 KEY = "test-key"

@@ -6,8 +6,8 @@ import pytest
 
 from vietlegal.model import untrained
 from vietlegal.model.adapter import BASE_ADAPTER, load_adapters, load_for_inference
-from vietlegal.serve.hf_adapters import WorkerAdapters
-from vietlegal.serve.hf_loop import Decoder, decode_all
+from vietlegal.serve.workers.hf_adapters import WorkerAdapters
+from vietlegal.serve.workers.hf_loop import Decoder, decode_all
 
 
 @pytest.fixture(scope="module")

@@ -111,22 +111,42 @@ def draining_server(tmp_path, pulled_adapter):
         yield server
 
 
-def test_sigterm_lets_a_stream_finish_refuses_new_requests_with_503_and_exits_0(draining_server):
-    """Deterministic: the worker is frozen while the stream is in flight, so the stream is still open when the
-    server is told to stop and when the next request arrives; thawed, it finishes, and the server exits."""
+STOPS = {  # how a stop reaches the server -> (signal, whole process group?, the stream's request is decoding?)
+    "docker stop / kill PID (SIGTERM to the main process)": (signal.SIGTERM, False, True),
+    "systemctl stop, KillMode=control-group (SIGTERM to the group)": (signal.SIGTERM, True, True),
+    "Ctrl-C in a terminal (SIGINT to the group)": (signal.SIGINT, True, True),
+    # The worker has not taken the request from the queue yet when the group signal lands: it answers it first.
+    "systemctl stop, the request still queued (SIGTERM to the group)": (signal.SIGTERM, True, False),
+}
+
+
+@pytest.mark.parametrize("how", list(STOPS))
+def test_any_stop_lets_a_stream_finish_refuses_new_requests_with_503_and_exits_0(draining_server, how):
+    """Deterministic: the worker is frozen while the stream is in flight (decoding: after its first content
+    piece; queued: before the request is sent), so the stream is still open when the server is told to stop and
+    when the next request arrives; thawed, it finishes, and the server exits."""
     server = draining_server
+    sig, group, decoding = STOPS[how]
     worker = int(re.search(r"inference worker pid=(\d+)", server.log_text())[1])
+    if not decoding:
+        os.kill(worker, signal.SIGSTOP)
     stream = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     stream.request("POST", "/v1/chat/completions", json.dumps(
         {"messages": [{"role": "user", "content": "Tuổi kết hôn?"}], "max_tokens": 40, "stream": True}).encode(),
         {"Authorization": "Bearer test-key", "Content-Type": "application/json"})
     response = stream.getresponse()
     assert response.status == 200 and response.readline().startswith(b"data: ")  # the stream has started
-    os.kill(worker, signal.SIGSTOP)
+    if decoding:
+        while b'"content": "' not in (line := response.readline()) or b'"role"' in line:
+            assert line, "the stream ended before its first content piece"
+        os.kill(worker, signal.SIGSTOP)  # the worker has produced a piece: the request is in its batch
     try:
-        os.kill(server.proc.pid, signal.SIGTERM)  # what `docker stop` sends: the main process only
+        if group:
+            os.killpg(server.proc.pid, sig)  # every process: main, LitServe's manager and broker, HTTP, worker
+        else:
+            os.kill(server.proc.pid, sig)
         deadline = time.monotonic() + 20
-        while "SIGTERM: no new requests" not in server.log_text() and time.monotonic() < deadline:
+        while f"{sig.name}: no new requests" not in server.log_text() and time.monotonic() < deadline:
             time.sleep(0.05)  # the HTTP process has it once it logs so; a request sent before would wait
         status, headers, body = request(server.port, "POST", "/v1/chat/completions", BODY,
                                         Authorization="Bearer test-key", Content_Type="application/json")
@@ -139,3 +159,28 @@ def test_sigterm_lets_a_stream_finish_refuses_new_requests_with_503_and_exits_0(
     assert rest.rstrip().endswith("data: [DONE]") and '"finish_reason": "' in rest, "the stream in flight finished"
     assert server.proc.wait(timeout=60) == 0
     assert "draining 1 in flight" in server.log_text()
+
+
+def test_a_worker_that_dies_fails_only_what_it_held_and_is_restarted(draining_server):
+    """SIGKILL the inference worker mid-stream: that stream ends with an in-band 503 and [DONE] (not a hang),
+    /health says 503 until a new worker has loaded the model, and then requests are answered again."""
+    server = draining_server
+    worker = int(re.search(r"inference worker pid=(\d+)", server.log_text())[1])
+    stream = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    stream.request("POST", "/v1/chat/completions", json.dumps(
+        {"messages": [{"role": "user", "content": "Tuổi kết hôn?"}], "max_tokens": 1500, "stream": True}).encode(),
+        {"Authorization": "Bearer test-key", "Content-Type": "application/json"})
+    response = stream.getresponse()
+    assert response.status == 200 and response.readline().startswith(b"data: ")
+    os.kill(worker, signal.SIGKILL)
+    rest = response.read().decode()
+    stream.close()
+    events = [line[6:] for line in rest.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and json.loads(events[-2])["error"]["code"] == "service_unavailable"
+    deadline = time.monotonic() + 120
+    while server.health() != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.health() == 200 and len(re.findall(r"inference worker pid=", server.log_text())) == 2
+    status, _, body = request(server.port, "POST", "/v1/chat/completions", BODY, Authorization="Bearer test-key",
+                              Content_Type="application/json")
+    assert status == 200 and json.loads(body)["choices"][0]["finish_reason"] in ("stop", "length")

@@ -119,4 +119,4 @@ def test_after_every_odd_body_a_good_request_is_still_answered(live_server):
     status, data, _ = post(live_server, "/v1/chat/completions", json.dumps(BASE).encode())
     assert status == 200 and json.loads(data)["choices"][0]["finish_reason"] in ("stop", "length")
     if sum(SEEN.values()) >= 1000:  # after the property test in this run: it reached both sides of the line
-        assert SEEN[200] >= 100 and sum(n for s, n in SEEN.items() if 400 <= s < 500) >= 100, SEEN
+        assert SEEN[200] >= 50 and sum(n for s, n in SEEN.items() if 400 <= s < 500) >= 100, SEEN

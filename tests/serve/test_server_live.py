@@ -124,7 +124,8 @@ def test_models_lists_the_adapter_at_its_version(client, model_id, live_server):
 # --- raw HTTP (what curl sends) ---------------------------------------------------------------------
 
 def test_raw_stream_ends_with_usage_then_done(live_server):
-    resp = post(live_server, {"messages": QUESTION, "max_tokens": 4, "temperature": 0, "stream": True}, stream=True)
+    resp = post(live_server, {"messages": QUESTION, "max_tokens": 4, "temperature": 0, "stream": True,
+                              "stream_options": {"include_usage": True}}, stream=True)
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
     events = sse_events(resp)
     assert events[-1] == "[DONE]"
@@ -174,21 +175,28 @@ LONG = "Điều 1, " * 700  # ~2850 tokens (> the 2048 context) in ~8 kB (< the 
         (b"[1, 2]", 400, None, "invalid_json"),
         ({"max_tokens": 3}, 400, "messages", "missing_required_parameter"),
         ({"messages": []}, 400, "messages", "invalid_value"),
-        ({"messages": "hello"}, 400, "messages", "invalid_value"),
+        ({"messages": "hello"}, 400, "messages", "invalid_type"),
         ({"messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0].role", "invalid_value"),
-        ({"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]}, 400, "messages[0].content", "invalid_value"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, 400,
+         "messages[0].content[0].type", "unsupported_value"),
         ({"messages": QUESTION, "max_tokens": 0}, 400, "max_tokens", "invalid_value"),
         ({"messages": QUESTION, "max_tokens": -5}, 400, "max_tokens", "invalid_value"),
         ({"messages": QUESTION, "max_tokens": CONTEXT + 1}, 400, "max_tokens", "context_length_exceeded"),
         ({"messages": QUESTION, "max_tokens": "7"}, 400, "max_tokens", "invalid_type"),
         ({"messages": QUESTION, "temperature": 2.5}, 400, "temperature", "invalid_value"),
         ({"messages": QUESTION, "temperature": -0.1}, 400, "temperature", "invalid_value"),
-        ({"messages": QUESTION, "top_p": 0}, 400, "top_p", "invalid_value"),
+        ({"messages": QUESTION, "top_p": -0.1}, 400, "top_p", "invalid_value"),
         ({"messages": QUESTION, "top_p": 1.5}, 400, "top_p", "invalid_value"),
         ({"messages": [{"role": "user", "content": LONG}]}, 400, "messages", "context_length_exceeded"),
         ({"messages": [{"role": "user", "content": "x" * 30000}]}, 413, None, "request_too_large"),
         ({"messages": QUESTION, "model": "gpt-4o"}, 404, "model", "model_not_found"),
-        ({"messages": QUESTION, "n": 2}, 400, "n", "unsupported_value"),
+        ({"messages": QUESTION, "n": 0}, 400, "n", "invalid_value"),
+        ({"messages": QUESTION, "tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "tool_choice",
+         "unsupported_value"),
+        ({"messages": QUESTION, "tools": [{"type": "function", "function": {"name": "f"}}],
+          "tool_choice": {"type": "function", "function": {"name": "g"}}}, 400, "tool_choice.function.name",
+         "invalid_value"),
+        ({"messages": QUESTION, "frobnicate": 1}, 400, "frobnicate", "unknown_parameter"),
     ],
 )
 def test_bad_input_gets_its_4xx_with_the_openai_error_object(live_server, body, status, param, code):

@@ -84,7 +84,7 @@ def test_a_schema_that_cannot_be_enforced_is_a_400_naming_response_format(client
     for bad in ({"type": "yaml"}, {"type": "json_schema"}, {"type": "json_schema", "json_schema": {"schema": 3}}, "json"):
         with pytest.raises(openai.BadRequestError) as err:
             client.chat.completions.create(model="vietlegal", messages=QUESTION, response_format=bad)
-        assert err.value.body["param"] == "response_format"
+        assert err.value.body["param"].startswith("response_format")  # the exact field, e.g. response_format.type
 
 
 def test_the_judge_run_against_this_server_gets_parseable_verdicts(client, tmp_path):

@@ -13,11 +13,11 @@ import pytest
 from vietlegal.errors import AdapterError, AdapterIncomplete
 from vietlegal.model import untrained
 from vietlegal.params import TINY_MODEL_ID
-from vietlegal.serve.catalog import open_catalog
-from vietlegal.serve.protocol import Piece
-from vietlegal.serve.swap import Swapper
-from vietlegal.serve.version import BaseVersion, adapter_version
-from vietlegal.serve.watch import Watcher
+from vietlegal.serve.versions.catalog import open_catalog
+from vietlegal.serve.protocol.piece import Piece
+from vietlegal.serve.versions.swap import Swapper
+from vietlegal.serve.versions.version import BaseVersion, adapter_version
+from vietlegal.serve.versions.watch import Watcher
 
 
 @pytest.fixture(scope="module")

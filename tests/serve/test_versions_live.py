@@ -16,7 +16,7 @@ import requests
 from vietlegal.model import untrained
 from vietlegal.params import TINY_MODEL_ID
 from vietlegal.serve.process import ServerProcess
-from vietlegal.serve.version import adapter_version
+from vietlegal.serve.versions.version import adapter_version
 
 KEY = "test-key"
 QUESTION = [{"role": "user", "content": "Tuổi kết hôn là bao nhiêu?"}]
@@ -162,7 +162,7 @@ def test_bench_and_score_compare_two_versions_on_the_same_questions(server, tmp_
 def test_a_version_copied_over_a_served_one_is_picked_up_while_a_stream_finishes_on_the_old(client, server, droplet):
     target, new = droplet / "models" / "v2", droplet / "models" / "v4"
     old_id, new_id = models(server)["v2"]["root"], adapter_version(new).model_id
-    stream = ask(client, "v2", stream=True, max_tokens=16)
+    stream = ask(client, "v2", stream=True, max_tokens=16, stream_options={"include_usage": True})
     first = next(iter(stream))
     assert first.model == old_id
 

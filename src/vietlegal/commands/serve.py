@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import signal
 import sys
 
 from pathlib import Path
@@ -60,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     configure_logging(args.log_level)
 
-    from vietlegal.serve import drain, grounding, model_info, server
+    from vietlegal.serve import grounding, server
+    from vietlegal.serve.http import drain
+    from vietlegal.serve.versions import model_info
 
     grounder, rag_state = grounding.grounder(params.rag, args.rag)  # before the model: a stale index fails fast
     adapters = named_adapters(args.adapter, cfg.adapters)
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("serving %s (base %s) on http://%s:%d backend=%s auth=%s watch=%s %s",
                 ", ".join(f"{name}={path}" for name, path in adapters.items()), info.base.model_id, host, port,
                 cfg.backend, "bearer" if api_key else "off", "on" if args.watch else "off", rag_state)
-    signal.signal(signal.SIGTERM, drain.main_process_handler(cfg.drain_seconds))  # docker/systemd stop
+    drain.install_main_handler(cfg.drain_seconds)  # docker/systemd stop, Ctrl-C: drain first
     lit_server.run(host=host, port=port, num_api_servers=1, generate_client_file=False, access_log=False,
                    log_level=args.log_level)
     return 0
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 def named_adapters(given: list[str] | None, configured: dict[str, str]) -> dict[str, Path]:
     """--adapter [NAME=]DIR ... (else serve.adapters, else models/adapter) as name -> directory; a lone DIR is named
     like the alias clients have always sent (model="vietlegal")."""
-    from vietlegal.serve.catalog import MODEL_ALIAS
+    from vietlegal.serve.versions.catalog import MODEL_ALIAS
 
     if not given:
         return {name: Path(path) for name, path in configured.items()} or {MODEL_ALIAS: Path(paths.ADAPTER)}

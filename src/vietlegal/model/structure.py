@@ -4,7 +4,11 @@ xgrammar was chosen by measurement (REFERENCE.md, and again here): a schema comp
 model's tokenizer, and its matcher + token-bitmask API works per sequence, which a batched loop of one's own
 needs (lm-format-enforcer and outlines hook `model.generate` instead); it is also what vLLM uses by default, so
 both backends enforce the same grammar. JSON is compact (no free whitespace): a model then cannot spend its
-token budget on blanks.
+token budget on blanks. That rule is ANY_WHITESPACE, one constant for both backends: vLLM takes it only from its
+engine's `structured_outputs_config` (`disable_any_whitespace`; a per-request value is ignored there), which
+`model.vllm_engine.engine_kwargs` sets from it, and the HF grammar below compiles with it.
+Schemas nested deeper than vLLM's limit (MAX_NESTING, 64) are refused by `check_nesting` on both backends, before
+anything is compiled or queued.
 
     grammar = compile_for(tokenizer, vocab_size, end_ids, request)   # None for free text; cached per schema
     matcher = Matcher(grammar, vocab_size)
@@ -34,6 +38,8 @@ def _compiler(tokenizer, vocab_size: int, end_ids: tuple[int, ...]):
     return xgr.GrammarCompiler(info)
 
 
+ANY_WHITESPACE = False  # False: compact JSON on both backends (vLLM: disable_any_whitespace=True)
+MAX_NESTING = 64  # vLLM's MAX_STRUCTURED_OUTPUT_JSON_NESTING: objects and arrays of a schema nest at most this deep
 _GRAMMARS: dict[tuple, object] = {}  # (tokenizer, vocab, end ids, schema) -> compiled grammar
 MAX_GRAMMARS = 256
 ANY_OBJECT = '{"type":"object"}'
@@ -44,7 +50,7 @@ def _compile(tokenizer, vocab_size: int, end_ids: tuple[int, ...], json_schema: 
     if key not in _GRAMMARS:
         compiler = _compiler(tokenizer, vocab_size, end_ids)
         # json_object is "any JSON object" (OpenAI's meaning; xgrammar's builtin JSON grammar allows any value).
-        grammar = compiler.compile_json_schema(json_schema or ANY_OBJECT, any_whitespace=False)
+        grammar = compiler.compile_json_schema(json_schema or ANY_OBJECT, any_whitespace=ANY_WHITESPACE)
         if len(_GRAMMARS) >= MAX_GRAMMARS:
             _GRAMMARS.pop(next(iter(_GRAMMARS)))  # the oldest: a bounded cache of what clients asked for
         _GRAMMARS[key] = grammar
@@ -65,6 +71,19 @@ def compile_for(tokenizer, vocab_size: int, end_ids, json_schema: str | None, js
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         first = re.sub(r"^\[[\d:]+\] \S+: ", "", first)  # xgrammar's "[time] file.cc:line: " prefix
         raise GenerationError(f"response_format: the JSON schema cannot be enforced: {first}") from None
+
+
+def check_nesting(schema: object) -> None:
+    """GenerationError when a schema's objects and arrays nest deeper than MAX_NESTING (vLLM's rule: level by level,
+    iteratively, so any depth the JSON parser accepted is measured without recursion)."""
+    level = [schema]
+    for _ in range(MAX_NESTING):
+        level = [child for node in level if isinstance(node, (dict, list))
+                 for child in (node.values() if isinstance(node, dict) else node) if isinstance(child, (dict, list))]
+        if not level:
+            return
+    raise GenerationError(f"response_format.json_schema.schema: nested too deeply: objects and arrays may nest at most "
+                          f"{MAX_NESTING} levels (vLLM's limit, kept on both backends)")
 
 
 def schema_text(schema: object) -> str:

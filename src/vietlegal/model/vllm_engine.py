@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from vietlegal.errors import AdapterError, GenerationError, HardwareError
+from vietlegal.model import structure
 
 # vLLM's max_lora_rank accepts only these values (vllm.config.lora.MaxLoRARanks); its default is 16.
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -63,6 +64,8 @@ def engine_kwargs(base_path: str, revision: str | None, adapter_dir: str | Path,
         "tensor_parallel_size": tensor_parallel_size,
         "gpu_memory_utilization": gpu_memory_utilization,
         "seed": 0,
+        # JSON whitespace: vLLM reads it only from here (per request it is ignored); the HF grammar uses the same rule.
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": not structure.ANY_WHITESPACE},
     }
 
 

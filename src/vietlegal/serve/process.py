@@ -50,8 +50,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                code = self.proc.returncode
                 self.stop()
-                raise RuntimeError(f"vietlegal serve exited with {self.proc.returncode}; log:\n{self.log_text()}")
+                raise RuntimeError(f"vietlegal serve exited with {code}; log:\n{self.log_text()}")
             if self.health() == 200:
                 return self
             time.sleep(0.5)

@@ -11,19 +11,22 @@ from starlette.middleware.cors import CORSMiddleware
 
 from vietlegal.errors import ConfigError, HardwareError
 from vietlegal.params import SERVE_BACKENDS, ServeConfig
-from vietlegal.serve import drain, protocol, review_routes
-from vietlegal.serve.catalog import Catalog, open_catalog
-from vietlegal.serve.drain import DrainGate
-from vietlegal.serve.hf_loop import HFLoop
-from vietlegal.serve.hf_worker import HFChatAPI
-from vietlegal.serve.limits import BodyLimit
-from vietlegal.serve.model_info import ModelInfo
-from vietlegal.serve.parsing import Validator
-from vietlegal.serve.routes import ChatSpec
-from vietlegal.serve.version import BaseVersion
-from vietlegal.serve.swap import Swapper
-from vietlegal.serve.watch import Watcher
-from vietlegal.serve.worker import ChatAPI
+from vietlegal.serve.http import drain
+from vietlegal.serve.protocol import errors as protocol
+from vietlegal.serve.review import routes as review_routes
+from vietlegal.serve.versions.catalog import Catalog, open_catalog
+from vietlegal.serve.http.drain import DrainGate
+from vietlegal.serve.workers.hf_loop import HFLoop
+from vietlegal.serve.workers.hf import HFChatAPI
+from vietlegal.serve.http.limits import BodyLimit
+from vietlegal.serve.versions.model_info import ModelInfo
+from vietlegal.serve.protocol.convert import Validator
+from vietlegal.serve.http.routes import ChatSpec
+from vietlegal.serve.versions.version import BaseVersion
+from vietlegal.serve.versions.watch import Watcher
+from vietlegal.serve.log import logger
+from vietlegal.serve.workers.base import ChatAPI
+from vietlegal.serve.workers.liveness import Liveness
 
 
 def build(info: ModelInfo, adapters: dict[str, Path], cfg: ServeConfig, api_key: str | None, system_prompt: str | None,
@@ -37,8 +40,10 @@ def build(info: ModelInfo, adapters: dict[str, Path], cfg: ServeConfig, api_key:
     validator = Validator(info.tokenizer, info.context, cfg.max_new_tokens, catalog, system_prompt, grounder,
                           info.vocab_size)
     cancel_queue = mp.get_context("spawn").Queue()  # HTTP process -> worker: ids of requests whose client left
-    spec = ChatSpec(validator, catalog, cfg.max_body_bytes, cancel_queue, cfg.max_queued, admin_key=api_key)
-    api, accelerator, devices = make_api(cfg, worker_adapters(catalog), api_key, cancel_queue, spec, merged)
+    liveness = Liveness()
+    spec = ChatSpec(validator, catalog, cfg.max_body_bytes, cancel_queue, cfg.max_queued, admin_key=api_key,
+                    liveness=liveness)
+    api, accelerator, devices = make_api(cfg, worker_adapters(catalog), api_key, cancel_queue, spec, merged, liveness)
     server = ls.LitServer(
         api,
         accelerator=accelerator,
@@ -46,13 +51,14 @@ def build(info: ModelInfo, adapters: dict[str, Path], cfg: ServeConfig, api_key:
         workers_per_device=1,  # one copy of the model; concurrency comes from batching
         fast_queue=True,  # ZMQ for worker -> HTTP messages: no manager round trip per streamed piece
         timeout=cfg.queue_timeout,
+        restart_workers=True,  # a worker that dies is started again (workers/liveness.py tells the HTTP side)
         middlewares=middlewares(cfg),
         model_metadata={"models": catalog.names(), "base": info.base.model_id},
     )
     protocol.install(server.app)
     review_routes.install(server.app, api_key=api_key, feedback_dir=cfg.feedback_dir, grounder=grounder,
                           enabled=cfg.review_page, max_body_bytes=cfg.max_body_bytes)
-    on_start(server, cfg.drain_seconds, spec.swapper, Watcher(spec.swapper, cfg.watch_seconds) if watch else None)
+    on_start(server, cfg.drain_seconds, spec, Watcher(spec.swapper, cfg.watch_seconds) if watch else None)
     return server
 
 
@@ -61,24 +67,41 @@ def worker_adapters(catalog: Catalog) -> dict[str, str]:
     return {served.key: str(served.path) for served in catalog.adapters.values()}
 
 
-def on_start(server: ls.LitServer, drain_seconds: float, swapper: Swapper, watcher: Watcher | None) -> None:
-    """Each HTTP process installs the draining SIGTERM handler as it starts, runs the watcher while it serves, and
-    removes the loaded versions' snapshots when it stops (LitServe's lifespan, wrapped)."""
+def on_start(server: ls.LitServer, drain_seconds: float, spec: ChatSpec, watcher: Watcher | None) -> None:
+    """Each HTTP process installs the draining signal handlers as it starts, runs the watchers (adapter versions,
+    the worker's liveness) while it serves, and removes the loaded versions' snapshots when it stops (LitServe's
+    lifespan, wrapped)."""
     litserve_lifespan = server.app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         drain.install_http_handler(drain_seconds)
         async with litserve_lifespan(app):
-            task = asyncio.create_task(watcher.run()) if watcher else None
+            tasks = [asyncio.create_task(watch_worker(spec))]
+            if watcher:
+                tasks.append(asyncio.create_task(watcher.run()))
             try:
                 yield
             finally:
-                if task is not None:
+                for task in tasks:
                     task.cancel()
-                swapper.close()
+                spec.swapper.close()
 
     server.app.router.lifespan_context = lifespan
+
+
+async def watch_worker(spec: ChatSpec, every: float = 0.2) -> None:
+    """A new worker generation means the old worker died with whatever it held: fail those requests now (503,
+    retryable) instead of leaving their clients waiting forever."""
+    seen = spec.liveness.generation
+    while True:
+        await asyncio.sleep(every)
+        now = spec.liveness.generation
+        if now != seen:
+            failed = spec.fail_in_flight("the inference worker stopped unexpectedly and was restarted; retry")
+            logger.error("inference worker restarted (generation %d); %d request(s) in flight failed with 503", now,
+                         failed)
+            seen = now
 
 
 def middlewares(cfg: ServeConfig) -> list[tuple[type, dict]]:
@@ -92,24 +115,25 @@ def middlewares(cfg: ServeConfig) -> list[tuple[type, dict]]:
 
 
 def make_api(cfg: ServeConfig, adapters: dict[str, str], api_key: str | None, cancel_queue,
-             spec: ChatSpec, merged: bool = True) -> tuple[ChatAPI, str, int | str]:
+             spec: ChatSpec, merged: bool = True, liveness: Liveness | None = None) -> tuple[ChatAPI, str, int | str]:
     """(the LitAPI for serve.backend, LitServe's accelerator, its devices)."""
     if cfg.backend == "hf":
         # Continuous batching (hf_loop.py): no batch window; max_batch_size bounds the sequences in flight.
-        api = HFChatAPI(adapters, api_key, cancel_queue, max_batch_size=cfg.max_batch_size, spec=spec,
+        api = HFChatAPI(adapters, api_key, cancel_queue, liveness, max_batch_size=cfg.max_batch_size, spec=spec,
                         cpu_threads=cfg.cpu_threads, loop=HFLoop(), merge=merged)
         return api, "auto", "auto"
     if cfg.backend == "vllm":
         if not cuda_available():
             raise HardwareError("serve.backend vllm needs a CUDA GPU (and `pip install vllm`); on this machine use "
                                 "serve.backend: hf")
-        from vietlegal.serve.vllm_worker import VLLMChatAPI
+        from vietlegal.serve.workers.vllm import VLLMChatAPI
 
         # LitServe cannot batch async APIs; vLLM batches continuously itself. One LitServe worker: with
         # tensor parallelism vLLM starts a process per GPU itself (a LitServe worker per GPU would fight it).
-        api = VLLMChatAPI(adapters, api_key, cancel_queue, max_batch_size=1, enable_async=True, spec=spec,
-                          max_num_seqs=cfg.max_batch_size, tensor_parallel_size=cfg.tensor_parallel_size,
-                          max_loras=cfg.max_adapters, max_lora_rank=cfg.max_lora_rank)
+        api = VLLMChatAPI(adapters, api_key, cancel_queue, liveness, max_batch_size=1, enable_async=True, spec=spec,
+                          max_num_seqs=cfg.max_num_seqs, tensor_parallel_size=cfg.tensor_parallel_size,
+                          max_loras=cfg.max_adapters, max_lora_rank=cfg.max_lora_rank,
+                          gpu_memory_utilization=cfg.gpu_memory_utilization)
         return api, "cuda", 1
     raise ConfigError(f"params.yaml: serve.backend {cfg.backend!r} is not one of {', '.join(SERVE_BACKENDS)}")
 

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from vietlegal.data.feedback import BadReview, Review, parse_review
-from vietlegal.serve.protocol import ApiError
+from vietlegal.serve.protocol.errors import ApiError
 
 
 def review_from_body(raw: bytes) -> Review:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from vietlegal.errors import AdapterError, ConfigError
 from vietlegal.model.adapter import BASE_ADAPTER, AdapterManifest
-from vietlegal.serve.protocol import ApiError
-from vietlegal.serve.version import AdapterVersion, BaseVersion
+from vietlegal.serve.protocol.errors import ApiError
+from vietlegal.serve.versions.version import AdapterVersion, BaseVersion
 
 MODEL_ALIAS = "vietlegal"  # accepted besides the names: "the default model of this server"
 
@@ -194,7 +194,7 @@ def open_catalog(base: BaseVersion, context: int, adapters: dict[str, Path], rou
 def served_at(name: str, path: Path) -> Served:
     from vietlegal.model import adapter
     from vietlegal.serve.log import logger
-    from vietlegal.serve.version import adapter_version
+    from vietlegal.serve.versions.version import adapter_version
 
     manifest = adapter.read_manifest(path)
     digests = adapter.file_digests(path, manifest_too=True)  # read once: the completeness check and the version

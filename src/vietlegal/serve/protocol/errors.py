@@ -1,16 +1,12 @@
-"""The wire format: OpenAI's error object, and the `Piece` the inference worker sends the HTTP process.
+"""OpenAI's error object: `{"error": {"message", "type", "param", "code"}}` for every failure.
 
-Errors: `{"error": {"message", "type", "param", "code"}}` for every failure. FastAPI and LitServe answer
+ FastAPI and LitServe answer
 `{"detail": ...}`; the openai client and vLLM-style tooling expect the nested object, so every error path
 (validation, auth, unknown route, body size, crashes) goes through `ApiError` or the handlers `install` adds.
-
-Pieces: what the inference worker sends for one request: the text since its last piece and, on its last, the
-finish reason and the token counts (or the error that ended it).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -69,20 +65,3 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, crash)
-
-
-@dataclass
-class Piece:
-    text: str = ""
-    finish_reason: str | None = None  # set on a request's last piece: "stop" | "length" | "cancelled"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error: str | None = None  # this request failed; the others in its batch go on
-
-    def encode(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
-
-    @classmethod
-    def decode(cls, data: str) -> Piece | None:
-        return cls(**json.loads(data)) if data else None
-

@@ -21,14 +21,14 @@ from fastapi.responses import JSONResponse, Response
 
 from vietlegal.metrics.citation import extract
 from vietlegal.rag.retriever import query_date
-from vietlegal.serve import feedback
-from vietlegal.serve.auth import check_bearer
-from vietlegal.serve.citation_status import CitationIndex, provision_json
-from vietlegal.serve.limits import read_body
+from vietlegal.serve.review import feedback
+from vietlegal.serve.http.auth import check_bearer
+from vietlegal.serve.review.citation_status import CitationIndex, provision_json
+from vietlegal.serve.http.limits import read_body
 from vietlegal.serve.log import logger
-from vietlegal.serve.protocol import ApiError
+from vietlegal.serve.protocol.errors import ApiError
 
-PAGE_DIR = Path(__file__).parent / "review"
+PAGE_DIR = Path(__file__).parent  # the page and its assets live beside this module
 ASSETS = {"review.js": "text/javascript; charset=utf-8", "review.css": "text/css; charset=utf-8"}
 MAX_IDS = 50
 # The page runs only its own script and talks only to this origin: even a missed escape could not run code.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hmac
 
-from vietlegal.serve.protocol import ApiError
+from vietlegal.serve.protocol.errors import ApiError
 
 OPEN_PATHS = frozenset({"/health"})
 

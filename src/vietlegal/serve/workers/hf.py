@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from vietlegal.serve.drain import ignore_sigterm_in_worker
-from vietlegal.serve.hf_adapters import WorkerAdapters
-from vietlegal.serve.hf_loop import decode_all
+from vietlegal.serve.http.drain import ignore_sigterm_in_worker
+from vietlegal.serve.workers.hf_adapters import WorkerAdapters
+from vietlegal.serve.workers.hf_loop import decode_all
 from vietlegal.serve.log import configure_logging, logger
-from vietlegal.serve.protocol import Piece
-from vietlegal.serve.worker import ChatAPI
+from vietlegal.serve.protocol.piece import Piece
+from vietlegal.serve.workers.base import ChatAPI
 
 
 class HFChatAPI(ChatAPI):
@@ -29,10 +29,12 @@ class HFChatAPI(ChatAPI):
 
         from vietlegal.model.adapter import load_adapters
         from vietlegal.model.device import inference_dtype
-        from vietlegal.serve import model_info
+        from vietlegal.serve.versions import model_info
 
         configure_logging("info")  # a spawned worker does not inherit the server's logging set-up
         ignore_sigterm_in_worker()
+        if self.liveness is not None:
+            self.liveness.starting()
         if self.cpu_threads and not str(device).startswith("cuda"):
             torch.set_num_threads(self.cpu_threads)  # tiny matrices: thread hand-offs cost more than they save
         model = load_adapters(self.adapters_at, device=device, dtype=inference_dtype(device))
@@ -43,6 +45,8 @@ class HFChatAPI(ChatAPI):
         self.tokenizer = model_info.load(self.adapter_dir).tokenizer  # the one the HTTP side encodes with
         logger.info("inference worker pid=%d ready on %s with %d adapter(s)%s", os.getpid(), device,
                     len(self.adapters_at), " merged" if self.merge else "")
+        if self.liveness is not None:
+            self.liveness.ready()
 
     def predict(self, jobs: list[dict], context: list[dict]) -> Iterator[tuple[str, Piece | None]]:
         """Not LitServe's path (HFLoop drives a Decoder itself): decode jobs together, to the end."""

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from vietlegal.errors import AdapterError, AdapterIncomplete
 from vietlegal.model import adapter
-from vietlegal.serve.catalog import Catalog, Served
+from vietlegal.serve.versions.catalog import Catalog, Served
 from vietlegal.serve.log import logger
-from vietlegal.serve.protocol import Piece
-from vietlegal.serve.version import adapter_version
+from vietlegal.serve.protocol.piece import Piece
+from vietlegal.serve.versions.version import adapter_version
 
 SendControl = Callable[[dict], Awaitable[Piece]]  # a control payload to the worker -> its last piece
 

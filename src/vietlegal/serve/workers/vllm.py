@@ -15,15 +15,16 @@ from collections.abc import AsyncIterator
 from vietlegal.model.adapter import BASE_ADAPTER
 from vietlegal.model.sampling import SamplingRequest
 from vietlegal.model.vllm_engine import adapter_rank, engine_kwargs, lora_rank_slot, sampling_params
-from vietlegal.serve.protocol import Piece
-from vietlegal.serve.worker import ChatAPI
+from vietlegal.serve.protocol.piece import Piece
+from vietlegal.serve.workers.base import ChatAPI
 
 
 class VLLMChatAPI(ChatAPI):
-    def __init__(self, *args, max_num_seqs: int = 64, tensor_parallel_size: int = 1, max_loras: int = 4,
-                 max_lora_rank: int = 64, **kwargs):
+    def __init__(self, *args, max_num_seqs: int = 256, tensor_parallel_size: int = 1, max_loras: int = 4,
+                 max_lora_rank: int = 64, gpu_memory_utilization: float = 0.92, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_num_seqs, self.tensor_parallel_size = max_num_seqs, tensor_parallel_size
+        self.gpu_memory_utilization = gpu_memory_utilization
         self.max_loras, self.max_lora_rank = max_loras, max_lora_rank
         self.loras: dict[str, object] = {}  # worker key (version hash) -> LoRARequest
         self.next_lora_id = 1
@@ -37,9 +38,11 @@ class VLLMChatAPI(ChatAPI):
 
         from vietlegal.model import base as base_model
         from vietlegal.model import decoding
-        from vietlegal.serve.drain import ignore_sigterm_in_worker
+        from vietlegal.serve.http.drain import ignore_sigterm_in_worker
 
         ignore_sigterm_in_worker()
+        if self.liveness is not None:
+            self.liveness.starting()
         from vietlegal.model.adapter import read_manifest
         from vietlegal.model.device import dtype_name, inference_dtype
 
@@ -52,14 +55,19 @@ class VLLMChatAPI(ChatAPI):
         args = engine_kwargs(base.path, base.revision, self.adapter_dir, context, self.max_num_seqs,
                              dtype_name(inference_dtype("cuda")), self.tensor_parallel_size,
                              max_loras=max(self.max_loras, len(self.adapters_at)), ranks=ranks)
+        args["gpu_memory_utilization"] = self.gpu_memory_utilization  # serve.gpu_memory_utilization
         self.rank_slot = args["max_lora_rank"]
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
         self._lora_request = LoRARequest
         for key, path in self.adapters_at.items():
             self._load(key, path)
+        if self.liveness is not None:
+            self.liveness.ready()
 
     def _load(self, key: str, path: str) -> None:
-        """A LoRARequest for the version (vLLM reads the weights when a request first uses it)."""
+        """A LoRARequest for the version (vLLM reads the weights when a request first uses it). Its lora_int_id is
+        never reused, even when a key comes back: vLLM's prefix cache is keyed by it, and a reload under an old id
+        serves blocks computed with the old weights (vllm#42125, #30931)."""
         if lora_rank_slot(adapter_rank(path)) > self.rank_slot:
             raise ValueError(f"{path}: rank {adapter_rank(path)} is above this engine's max_lora_rank {self.rank_slot}"
                              "; raise serve.max_lora_rank and restart")
@@ -85,21 +93,67 @@ class VLLMChatAPI(ChatAPI):
         params = sampling_params(request, self.end_ids)
         prompt = {"prompt_token_ids": job["prompt_ids"]}
         lora = None if request.adapter == BASE_ADAPTER else self.loras[request.adapter or next(iter(self.loras))]
-        sent, first = 0, True
+        reader = OutputReader(request)
         async for out in self.engine.generate(prompt, params, job["id"], lora_request=lora):
             if job["id"] in self.cancelled():
                 await self.engine.abort(job["id"])
                 return
-            choice = out.outputs[0]
-            piece = Piece(text=choice.text[sent:])
-            sent = len(choice.text)
-            if out.finished:
-                piece.finish_reason = "length" if choice.finish_reason == "length" else "stop"
-                piece.prompt_tokens, piece.completion_tokens = len(job["prompt_ids"]), len(choice.token_ids)
-            if piece.text or piece.finish_reason or first:
-                first = False
+            piece = reader.piece(out)
+            if piece is not None:
                 yield piece
+            if piece is not None and (piece.finish_reason or piece.error):
+                return
 
     async def encode_response(self, outputs: AsyncIterator[Piece]) -> AsyncIterator[str]:  # pragma: no cover
         async for piece in outputs:
             yield piece.encode()
+
+
+# vLLM's finish reasons (vllm.v1.engine.FINISH_REASON_STRINGS) -> OpenAI's enum, or an error. Only "stop" and
+# "length" are clean ends; "repetition" (vLLM's repetition detection, never asked for here) cut the answer short:
+# reported as "length", the enum's "cut before its natural end"; "abort" and "error" are failures, not answers.
+FINISH_REASONS = {"stop": "stop", "length": "length", "repetition": "length"}
+FAILURES = {"abort": (503, "the engine aborted this request (it is pausing or shutting down); retry"),
+            "error": (500, "the engine failed this request (a retryable internal error); retry")}
+
+
+class OutputReader:
+    """vLLM's cumulative RequestOutputs of one request -> Pieces (plain Python: tested without vLLM)."""
+
+    def __init__(self, request: SamplingRequest):
+        self.request, self.sent_text, self.sent_tokens, self.first = request, 0, 0, True
+
+    def piece(self, out) -> Piece | None:
+        choice = out.outputs[0]
+        prompt_only = self.request.max_new_tokens == 0  # vLLM generated one token that nobody asked for
+        tokens = [] if prompt_only else list(choice.token_ids)
+        piece = Piece(text="" if prompt_only else choice.text[self.sent_text:], token_ids=tokens[self.sent_tokens:])
+        if self.request.logprobs is not None and choice.logprobs is not None and not prompt_only:
+            piece.logprobs = [record(step, token, self.request.logprobs)
+                              for step, token in zip(choice.logprobs[self.sent_tokens:], piece.token_ids)]
+        if self.first and self.request.prompt_logprobs is not None and out.prompt_logprobs is not None:
+            piece.prompt_logprobs = [None if step is None else record(step, token, self.request.prompt_logprobs)
+                                     for step, token in zip(out.prompt_logprobs, self.request.prompt_ids)]
+            piece.prompt_logprobs[0] = None
+        self.sent_text, self.sent_tokens = len(choice.text), len(tokens)
+        if out.finished:
+            reason = choice.finish_reason
+            if reason in FAILURES:
+                status, message = FAILURES[reason]
+                return Piece(error=message, status=status)
+            piece.finish_reason = "length" if prompt_only else FINISH_REASONS.get(reason, "stop")
+            piece.prompt_tokens, piece.completion_tokens = len(self.request.prompt_ids), len(tokens)
+        if piece.text or piece.finish_reason or piece.token_ids or self.first:
+            self.first = False
+            return piece
+        return None
+
+
+def record(step: dict, token: int, top: int) -> tuple[float, list[tuple[int, float]]]:
+    """vLLM's {token id: Logprob(logprob, rank, decoded_token)} at one position -> (the token's logprob, the `top`
+    best (id, logprob)), the HF loop's record (model.sampler.logprob_record)."""
+    floor = -9999.0
+    ranked = sorted(((i, max(lp.logprob, floor)) for i, lp in step.items()), key=lambda pair: -pair[1])
+    best = ranked[:top]
+    own = step.get(token)
+    return (max(own.logprob, floor) if own is not None else floor), best

@@ -9,19 +9,26 @@ import time
 import litserve as ls
 from fastapi import Request
 
-from vietlegal.serve.auth import check_bearer
+from vietlegal.serve.http.auth import check_bearer
+from vietlegal.serve.workers.liveness import Liveness
 
 CANCEL_MEMORY_SECONDS = 600  # a cancel can arrive before its request leaves the queue
 
 
 class ChatAPI(ls.LitAPI):
-    def __init__(self, adapters: dict[str, str], api_key: str | None, cancel_queue, **litapi_kwargs):
+    def __init__(self, adapters: dict[str, str], api_key: str | None, cancel_queue, liveness: Liveness | None = None,
+                 **litapi_kwargs):
         """`adapters`: worker key (the version hash) -> directory, for the versions served at start."""
         super().__init__(**litapi_kwargs)
         self.adapters_at = {key: str(path) for key, path in adapters.items()}
         self.adapter_dir = next(iter(self.adapters_at.values()))  # its tokenizer is the one every prompt uses
         self.api_key, self.cancel_queue = api_key, cancel_queue
+        self.liveness = liveness
         self._cancelled: dict[str, float] = {}
+
+    def health(self) -> bool:
+        """LitServe's /health asks this in the HTTP process: 503 while no live worker holds the model."""
+        return self.liveness is None or self.liveness.alive()
 
     def authorize(self, request: Request) -> None:
         check_bearer(request.url.path, request.headers.get("authorization"), self.api_key)

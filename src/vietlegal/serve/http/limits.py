@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vietlegal.serve.protocol import ApiError
+from vietlegal.serve.protocol.errors import ApiError
 
 
 def too_large(limit: int) -> ApiError:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vietlegal.errors import AdapterError, AdapterIncomplete
 from vietlegal.serve.log import logger
-from vietlegal.serve.swap import Swapper
+from vietlegal.serve.versions.swap import Swapper
 
 
 def signature(path: Path) -> tuple:

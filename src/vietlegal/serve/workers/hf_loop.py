@@ -13,6 +13,7 @@ arrived since (up to `serve.max_batch_size` sequences in flight) and joins it to
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,10 +23,11 @@ from litserve.loops.base import _SENTINEL_VALUE, LitLoop
 from litserve.utils import LitAPIStatus, LoopResponseType, PickleableHTTPException
 
 from vietlegal.errors import GenerationError
-from vietlegal.serve.drain import exit_on_sigterm_when_idle
-from vietlegal.serve.hf_adapters import WorkerAdapters
+from vietlegal.model import decoding
+from vietlegal.serve.http.drain import stop_requested_by_sigterm
+from vietlegal.serve.workers.hf_adapters import WorkerAdapters
 from vietlegal.serve.log import logger
-from vietlegal.serve.protocol import Piece
+from vietlegal.serve.protocol.piece import Piece
 
 FLUSH_SECONDS = 0.02  # coalesce per-token deltas: one message per request per 20 ms, not per token
 IDLE_WAIT_SECONDS = 1.0  # how long an idle worker blocks on the queue before looking again
@@ -40,6 +42,7 @@ class _Job:
     pending: Piece = field(default_factory=Piece)
     last_flush: float = 0.0
     flushed: bool = False
+    started: bool = False
 
 
 class Decoder:
@@ -66,8 +69,8 @@ class Decoder:
             if "control" in payload:
                 self._control(payload)
                 continue
-            request = sampling.SamplingRequest.from_payload(payload)
             try:
+                request = sampling.SamplingRequest.from_payload(payload)
                 sampling.check(request, context)
                 self.adapters.acquire(request.adapter)  # held until the request ends: its version stays loaded
             except GenerationError as exc:
@@ -75,6 +78,10 @@ class Decoder:
                 continue
             except KeyError:
                 self._end(payload["id"], Piece(error=f"adapter {request.adapter} is not loaded in the worker"))
+                continue
+            except Exception as exc:  # noqa: BLE001 - a payload this worker cannot read fails alone
+                logger.exception("request %s refused by the worker", payload.get("id"))
+                self._end(payload["id"], Piece(error=f"{type(exc).__name__}: {exc}"))
                 continue
             if payload["id"] in gone:
                 logger.info("cancelled id=%s (client gone) after completion_tokens=0", payload["id"])
@@ -91,7 +98,9 @@ class Decoder:
                 indices = list(range(len(requests)))
             else:
                 indices = self.stream.add(requests)
-        except GenerationError as exc:  # a grammar that compiled in the HTTP process but not here
+        except Exception as exc:  # noqa: BLE001 - e.g. a grammar that compiled in the HTTP process but not here
+            if not isinstance(exc, GenerationError):
+                logger.exception("could not start %d request(s)", len(runnable))
             for job_id, request in runnable:
                 self.adapters.release(request.adapter)
                 self._end(job_id, Piece(error=str(exc)))
@@ -115,7 +124,19 @@ class Decoder:
         self._end(payload["id"], Piece(finish_reason="done"))
 
     def step(self) -> None:
-        """One decoding step of everything in flight; pieces flushed per request (first text, every 20 ms, end)."""
+        """One decoding step of everything in flight; pieces flushed per request (first text, every 20 ms, end).
+        Whatever goes wrong fails the requests in flight (each gets its error), never the worker."""
+        try:
+            self._step()
+        except Exception:  # noqa: BLE001 - a bug here must not take the server down: these requests fail, next
+            logger.exception("decoding step failed; ending the %d request(s) in flight with an error", len(self.jobs))
+            for job in self.jobs.values():
+                self.adapters.release(job.adapter)
+                self._end(job.id, Piece(error="the decoding step failed on the server (see its log)"))
+            self.jobs.clear()
+            self.stream = None
+
+    def _step(self) -> None:
         try:
             deltas = next(self.stream)
         except StopIteration:
@@ -126,15 +147,20 @@ class Decoder:
             job = self.jobs.get(d.index)
             if job is None:
                 continue
-            job.pending.text += d.text
+            if not job.started:  # the prompt's logprobs go with the request's first piece
+                job.pending.prompt_logprobs, job.started = self.stream.rows[d.index].prompt_logprobs, True
+            _gather(job.pending, d)
             if d.completion is not None:
-                job.pending.finish_reason = d.finish_reason
-                job.pending.prompt_tokens, job.pending.completion_tokens = (d.completion.prompt_tokens,
-                                                                            d.completion.completion_tokens)
+                done = d.completion
+                if done.finish_reason == decoding.ERROR:
+                    logger.error("request %s failed in decoding: %s", job.id, done.error)
+                    job.pending = Piece(error=f"generation failed: {done.error}")
+                job.pending.finish_reason = None if job.pending.error else d.finish_reason
+                job.pending.prompt_tokens, job.pending.completion_tokens = done.prompt_tokens, done.completion_tokens
                 del self.jobs[d.index]
                 self.adapters.release(job.adapter)
                 self._end(job.id, job.pending)
-            elif job.pending.text and (not job.flushed or now - job.last_flush >= FLUSH_SECONDS):
+            elif (job.pending.text or job.pending.logprobs) and (not job.flushed or now - job.last_flush >= FLUSH_SECONDS):
                 self.send(job.id, job.pending)
                 job.pending, job.last_flush, job.flushed = Piece(), now, True
         gone = self.cancelled()
@@ -148,6 +174,15 @@ class Decoder:
     def _end(self, job_id: str, piece: Piece) -> None:
         self.send(job_id, piece)
         self.send(job_id, None)
+
+
+def _gather(piece: Piece, d) -> None:
+    """Add one step's delta to the piece being coalesced: its text, token and that token's logprob record."""
+    piece.text += d.text
+    if d.token_id >= 0 and d.finish_reason != decoding.CANCELLED:
+        piece.token_ids.append(d.token_id)
+        if d.logprob is not None:
+            piece.logprobs = (piece.logprobs or []) + [d.logprob]
 
 
 def decode_all(model, tokenizer, payloads: list[dict], cancelled: Callable[[], set[str]],
@@ -171,12 +206,13 @@ class HFLoop(LitLoop):
         super().__init__()
         self.decoder: Decoder | None = None
         self.queues: dict[str, int] = {}  # request id -> its response queue
+        self.stop_requested = None  # set in the worker process (drain.py): did SIGTERM ask it to stop?
 
     def run(self, lit_api, device, worker_id, request_queue, transport, workers_setup_status, callback_runner):
         if self.decoder is None:
             self.decoder = Decoder(lit_api.model, lit_api.tokenizer, lit_api.cancelled,
                                    lambda job_id, piece: self._send(transport, job_id, piece), lit_api.adapters)
-            exit_on_sigterm_when_idle(lambda: self.decoder.size == 0)
+            self.stop_requested = stop_requested_by_sigterm()
         busy = self.decoder.size > 0
         arrived = self._take(lit_api, request_queue, transport, block=not busy,
                              room=lit_api.max_batch_size - self.decoder.size)
@@ -184,6 +220,8 @@ class HFLoop(LitLoop):
             self.decoder.submit(arrived)
         if self.decoder.size:
             self.decoder.step()
+        elif not busy and self.stop_requested():  # idle, and the queue stayed empty for a wait: nothing is lost
+            os._exit(0)  # what was sent has been flushed during that wait
 
     def _take(self, lit_api, request_queue, transport, block: bool, room: int) -> list[dict]:
         """What is in the queue (waiting for the first when idle), up to `room`; too-old requests get a 504."""

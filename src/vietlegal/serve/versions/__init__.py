@@ -1,0 +1,1 @@
+"""Which adapters are served, at which version: catalog, live loads (swap, watch), version hashes, model info."""
