@@ -50,7 +50,7 @@ GPU_PYTHON = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_pl
 PROJECT_MODULES = ("vietlegal.model.tiny", "vietlegal.model.adapter", "vietlegal.model.device", "vietlegal.train.backends",
                    "vietlegal.train.sft", "vietlegal.train.batching", "vietlegal.train.dataset", "vietlegal.train.export",
                    "vietlegal.train.meter", "vietlegal.train.provenance", "vietlegal.stages.prepare",
-                   "vietlegal.serve.process", "vietlegal.model.vllm_engine", "vietlegal.model.answering")
+                   "vietlegal.serve.process", "vietlegal.model.vllm_engine", "vietlegal.answering")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from vietlegal.stages import prepare
-from vietlegal.data import lengths, splitting
+from vietlegal.data import splitting
+from vietlegal.model import lengths
 from vietlegal.data.conversation import Conversation
 from vietlegal.model.chat import encode_example
 from vietlegal.cli import main as cli_main
