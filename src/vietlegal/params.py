@@ -217,9 +217,10 @@ class GenerateConfig:
     seed: int = 42  # with temperature > 0: request i samples with seed + i, the same for base and tuned
     backend: str = "auto"  # auto (vLLM on a CUDA GPU with vllm installed, else hf) | hf | vllm
     tensor_parallel_size: int = 1  # vllm: GPUs one model is split over
+    cpu_threads: int | None = None  # hf on a CPU: torch threads for generate, generate_rag and perplexity (null: all)
 
     def __post_init__(self) -> None:
-        _at_least("generate", self, ("batch_size", "limit", "tensor_parallel_size"), 1)
+        _at_least("generate", self, ("batch_size", "limit", "tensor_parallel_size", "cpu_threads"), 1)
         if self.backend not in GENERATE_BACKENDS:
             raise ConfigError(f"generate.backend {self.backend!r} is not one of {', '.join(GENERATE_BACKENDS)}")
 

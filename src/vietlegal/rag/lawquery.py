@@ -162,7 +162,7 @@ def import_document(report: ImportReport, document: dict, label: str) -> Repairs
     repairs = Repairs()
     try:
         name = YEAR_AT_END.sub("", canonical_name(nfc(str(meta.get("ten_van_ban") or ""))))  # the number gives the year
-        inst = instrument(meta.get("so_hieu_van_ban"), name)
+        inst = instrument(meta.get("so_hieu_van_ban") or name, name)
     except Rejected as exc:
         report.rejects.append({"source": f"{label}:metadata", "reason": exc.reason, "detail": exc.detail})
         return repairs
