@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-VERDICTS = ("correct", "wrong_citation", "wrong_law", "incomplete")  # what a reviewer can say of an answer
+from vietlegal.data.feedback import VERDICTS
 
 
 def _scores(rows: list[dict]) -> dict:

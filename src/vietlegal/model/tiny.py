@@ -17,6 +17,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from vietlegal import jsonl
+from vietlegal.errors import DataError
 from vietlegal.params import TINY_MODEL_ID
 
 TOKENIZER_RESOURCE = "tiny_tokenizer.json"
@@ -199,11 +201,9 @@ def base_info(directory: str | Path) -> dict | None:
 
 
 def _texts(path: Path) -> list[str]:
-    text = path.read_text(encoding="utf-8")
     if path.suffix != ".jsonl":
-        return [text]
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return [v for row in rows for v in row.values() if isinstance(v, str)]
+        return [path.read_text(encoding="utf-8")]
+    return [v for _, row in jsonl.read_objects(path, DataError) for v in row.values() if isinstance(v, str)]
 
 
 def retrain_tokenizer(files: list[str]) -> None:
