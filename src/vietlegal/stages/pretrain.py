@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 from vietlegal import jsonl, paths
@@ -66,14 +65,13 @@ def run(cfg: PretrainConfig, corpus: Path, articles_path: Path, on_eval=None) ->
     model = tiny.random_model(tokenizer, {k: getattr(cfg, k) for k in SIZES}, cfg.seed)
     schedule = pretraining.Schedule(cfg.steps, cfg.batch_size, cfg.seq_length, cfg.learning_rate, cfg.warmup_steps,
                                     cfg.weight_decay, cfg.eval_every, cfg.seed)
-    started = time.perf_counter()
     curve = pretraining.train(model, train_blocks, held_blocks, schedule, on_eval)
-    seconds = time.perf_counter() - started
     revision = tiny.save_pretrained_base(model, tokenizer, out, {k: getattr(cfg, k) for k in SIZES})
     return {"enabled": True, "revision": revision, "parameters": sum(p.numel() for p in model.parameters()),
             "train_tokens": int(train_blocks.numel()), "held_out_articles_tokens": int(held_blocks.numel()),
             "steps": cfg.steps, "tokens_seen": cfg.steps * cfg.batch_size * cfg.seq_length,
-            "seconds": round(seconds, 1), "final_eval_perplexity": curve.points[-1]["eval_perplexity"],
+            "seconds": curve.points[-1]["seconds"], "cpu_seconds": curve.points[-1]["cpu_seconds"],
+            "final_eval_perplexity": curve.points[-1]["eval_perplexity"],
             "curve": curve.points}
 
 
@@ -83,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     qa: StatuteQaConfig = params.statute_qa
 
     def show(point: dict) -> None:
-        print(f"pretrain: step {point['step']:>5}  {point['seconds']:>7.1f}s  held-out perplexity "
+        print(f"pretrain: step {point['step']:>5}  {point['seconds']:>7.1f}s ({point['cpu_seconds']:.1f}s CPU)  held-out perplexity "
               f"{point['eval_perplexity']:.1f}", file=sys.stderr, flush=True)
 
     report = run(cfg, Path(qa.corpus), args.articles, show)
@@ -92,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print("pretrain: off (pretrain.enabled: false): nothing trained", file=sys.stderr)
         return 0
     print(f"pretrain: {report['parameters'] / 1e6:.2f}M parameters, {report['steps']} steps over "
-          f"{report['tokens_seen']:,} tokens in {report['seconds']:.0f}s; held-out perplexity "
+          f"{report['tokens_seen']:,} tokens in {report['seconds']:.0f}s ({report['cpu_seconds']:.0f}s CPU); held-out perplexity "
           f"{report['curve'][0]['eval_perplexity']:.0f} -> {report['final_eval_perplexity']:.1f} -> {cfg.out_dir} "
           f"(revision {report['revision']})", file=sys.stderr)
     return 0

@@ -7,7 +7,9 @@ few MB and a trainer's machinery would cost more than its steps.
 
     documents -> <|begin_of_text|> text <|end_of_text|>, concatenated and cut into blocks of `seq_length` tokens
     AdamW, linear warm-up then cosine decay to a tenth; the block order is a seeded permutation per epoch
-    every `eval_every` steps (and the last): loss on held-out blocks -> the curve (step, seconds, loss, ppl)
+    every `eval_every` steps (and the last): loss on held-out blocks -> the curve (step, seconds, loss, ppl); the
+    seconds are wall time and this process's CPU time: on one thread and an idle machine they agree, on a shared
+    machine the CPU time is what the run would take alone
 """
 from __future__ import annotations
 
@@ -38,10 +40,13 @@ class Schedule:
 
 @dataclass
 class Curve:
-    points: list[dict] = field(default_factory=list)  # {"step", "seconds", "tokens", "eval_loss", "eval_perplexity"}
+    points: list[dict] = field(default_factory=list)  # {"step", "seconds", "cpu_seconds", "tokens", "eval_loss", ...}
+    started: float = field(default_factory=time.perf_counter)
+    cpu_started: float = field(default_factory=time.process_time)
 
-    def add(self, step: int, seconds: float, tokens: int, loss: float) -> None:
-        self.points.append({"step": step, "seconds": round(seconds, 2), "tokens": tokens,
+    def add(self, step: int, tokens: int, loss: float) -> None:
+        self.points.append({"step": step, "seconds": round(time.perf_counter() - self.started, 2),
+                            "cpu_seconds": round(time.process_time() - self.cpu_started, 2), "tokens": tokens,
                             "eval_loss": round(loss, 4), "eval_perplexity": round(math.exp(loss), 2)})
 
 
@@ -86,12 +91,11 @@ def train(model, train_blocks, eval_blocks, schedule: Schedule, on_eval=None) ->
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=schedule.learning_rate, betas=(0.9, 0.95))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.lr_factor)
-    curve, started, order, cursor = Curve(), time.perf_counter(), torch.empty(0, dtype=torch.long), 0
+    curve, order, cursor = Curve(), torch.empty(0, dtype=torch.long), 0
     model.train()
     for step in range(schedule.steps):
         if step % schedule.eval_every == 0:
-            curve.add(step, time.perf_counter() - started, step * schedule.batch_size * schedule.seq_length,
-                      evaluate(model, eval_blocks, schedule.batch_size))
+            curve.add(step, step * schedule.batch_size * schedule.seq_length, evaluate(model, eval_blocks, schedule.batch_size))
             if on_eval:
                 on_eval(curve.points[-1])
         if cursor + schedule.batch_size > len(order):
@@ -104,7 +108,7 @@ def train(model, train_blocks, eval_blocks, schedule: Schedule, on_eval=None) ->
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-    curve.add(schedule.steps, time.perf_counter() - started, schedule.steps * schedule.batch_size * schedule.seq_length,
+    curve.add(schedule.steps, schedule.steps * schedule.batch_size * schedule.seq_length,
               evaluate(model, eval_blocks, schedule.batch_size))
     if on_eval:
         on_eval(curve.points[-1])
