@@ -30,9 +30,8 @@ from vietlegal import jsonl
 from vietlegal.data.conversation import Conversation, check_messages, with_system
 from vietlegal.data.records import Reject, record_id
 from vietlegal.errors import ChatError
+from vietlegal.metrics.review import VERDICTS
 from vietlegal.text import nfc
-
-VERDICTS = ("correct", "wrong_citation", "wrong_law", "incomplete")  # what a reviewer can say of an answer
 
 DIRECTORY = "feedback"  # prepare reads <prepare.raw_dir>/feedback as reviews, not as Q&A files
 MAX_ANSWERS = 2

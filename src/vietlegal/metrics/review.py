@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from vietlegal.data.feedback import VERDICTS
+VERDICTS = ("correct", "wrong_citation", "wrong_law", "incomplete")  # what a reviewer can say of an answer
 
 
 def _scores(rows: list[dict]) -> dict:
