@@ -108,7 +108,7 @@ class StatuteQaConfig:
     seed: int = 42
     val_fraction: float = 0.02  # of the articles; their pairs go to val, and pretrain never reads their text
     test_fraction: float = 0.02
-    answer_chars: int = 240  # the quote in an answer: whole sentences within this many characters
+    answer_chars: int = 200  # the quote in an answer: whole sentences within this many characters
 
     def __post_init__(self) -> None:
         for key in ("val_fraction", "test_fraction"):
@@ -136,7 +136,7 @@ class PretrainConfig:
     learning_rate: float = 0.003
     warmup_steps: int = 10
     weight_decay: float = 0.1
-    eval_every: int = 25  # held-out loss every this many steps: the curve in metrics/pretrain.json
+    eval_every: int = 50  # held-out loss every this many steps: the curve in metrics/pretrain.json
     seed: int = 42
     cpu_threads: int | None = 1  # null: torch's default (all cores)
 

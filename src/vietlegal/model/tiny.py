@@ -178,6 +178,9 @@ def save_pretrained_base(model, tokenizer, out_dir: Path, sizes: dict) -> str:
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would keep other users (a serving account) out of the output
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
