@@ -46,7 +46,7 @@ GPU_LOCK = ROOT / "requirements-gpu.txt"
 ROOTS = ("trl", "litserve", "openai")
 CARRIED = ("trl", "datasets", "dill", "multiprocess", "litserve", "fastapi", "starlette", "pydantic", "pydantic-core",
            "annotated-types", "typing-inspection", "uvicorn", "pyzmq", "openai", "jiter", "sniffio",
-           "httpx2", "httpcore2", "truststore")
+           "httpx2", "httpcore2", "truststore", "distro")
 MODULES = {"pydantic-core": "pydantic_core", "annotated-types": "annotated_types", "typing-inspection": "typing_inspection",
            "pyzmq": "zmq"}
 # The GPU machine's interpreter, for evaluating the requirements' environment markers.
@@ -58,7 +58,7 @@ PROJECT_MODULES = ("vietlegal.model.tiny", "vietlegal.model.adapter", "vietlegal
                    "vietlegal.train.backends", "vietlegal.train.sft", "vietlegal.train.batching", "vietlegal.train.dataset",
                    "vietlegal.train.export", "vietlegal.train.meter", "vietlegal.train.provenance",
                    "vietlegal.stages.prepare", "vietlegal.serve.process", "vietlegal.model.vllm_engine",
-                   "vietlegal.model.answering")
+                   "vietlegal.answering")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 # name -> (the packages it needs, its time bound in seconds)
 STEPS = {

@@ -1,28 +1,88 @@
-"""JSON Lines in and out (one object per line, errors naming file:line) and JSON out; writes are never half done."""
+"""JSON Lines in (the one line reader: strict, or collecting bad lines) and out; JSON out; writes never half done.
+
+    for number, row in jsonl.read_objects(path, DataError):              # strict: the first bad line raises
+        ...                                                              #   DataError("path:12: not valid JSON ...")
+    bad: list[jsonl.BadLine] = []
+    for number, row in jsonl.read_objects(path, DataError, rejects=bad):  # collecting: bad lines are kept, reading
+        ...                                                              #   goes on (a corpus, feedback, a cache)
+    for number, value, raw in jsonl.parse(lines):                       # any JSON value, a BadLine in its place
+        ...                                                              #   (raw Q&A sources: the shape decides)
+
+Lines are split on "\\n" only (a JSON string may hold a raw U+2028, which str.splitlines breaks on); a UTF-8 BOM
+and CRLF line ends are accepted; blank lines are skipped; numbers are 1-based, as editors show them.
+"""
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+
+import orjson
 
 
-def read_objects(path: Path, error: type[Exception], missing: str | None = None) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for every non-blank line; `error` names file:line for anything else.
-    `missing` says what to run when the file does not exist."""
+@dataclass(frozen=True)
+class BadLine:
+    """A line that is no usable record: its number, why (not_utf8, malformed_json, not_an_object) and its text."""
+
+    line: int
+    reason: str
+    detail: str
+    raw: str = ""
+
+    def where(self, path: str | Path) -> str:
+        return f"{path}:{self.line}: {self.detail}"
+
+
+def parse(lines: Iterable[str | bytes], objects_only: bool = False) -> Iterator[tuple[int, object, str]]:
+    """(line number, JSON value or BadLine, the line's text) for every non-blank line."""
+    for number, line in enumerate(lines, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, BadLine(number, "not_utf8", f"byte 0x{line[exc.start]:02x} at column {exc.start + 1} is "
+                                                          "not UTF-8; save the file as UTF-8"), ""
+                continue
+        if number == 1:
+            line = line.removeprefix("\ufeff")
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield number, BadLine(number, "malformed_json", f"not valid JSON ({exc.msg}); each line must be one JSON "
+                                                            "object", line), line
+            continue
+        if objects_only and not isinstance(value, dict):
+            yield number, BadLine(number, "not_an_object", f"expected a JSON object, got {type(value).__name__}", line), line
+            continue
+        yield number, value, line
+
+
+def lines_of(path: Path) -> Iterator[bytes]:
+    """The file's lines as bytes, split on b"\\n" only."""
+    with open(path, "rb") as f:
+        yield from f  # a binary file splits on b"\n" alone
+
+
+def read_objects(path: str | Path, error: type[Exception], missing: str | None = None,
+                 rejects: list[BadLine] | None = None) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for every non-blank line. Strict (rejects None): a bad line raises `error` naming
+    file:line. Collecting: each bad line is appended to `rejects` and reading goes on. `missing` says what to
+    run when the file does not exist."""
+    path = Path(path)
     if not path.exists():
         raise error(f"{path}: not found; {missing or 'run the stage that writes it (`dvc repro`)'}")
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise error(f"{path}:{number}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
-            if not isinstance(row, dict):
-                raise error(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            yield number, row
+    for number, value, _ in parse(lines_of(path), objects_only=True):
+        if isinstance(value, BadLine):
+            if rejects is None:
+                raise error(value.where(path))
+            rejects.append(value)
+            continue
+        yield number, value
 
 
 def write(path: str | Path, rows: Iterable[dict]) -> None:

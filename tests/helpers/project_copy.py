@@ -111,8 +111,15 @@ def project_files() -> list[str]:
     return [f for f in out.split("\0") if f and (ROOT / f).is_file()]
 
 
-def copy_project(dest: Path, home: Path) -> Project:
-    """Copy the project into `dest`, make it a git repo with one commit, and return it."""
+# What every copy changes so that a test never pays for the default's pre-training (a minute on 2 cores): the
+# pretrain stage still runs, on the real code path, for two steps of a small model, and the generated statute
+# Q&A hold out a handful of articles, so the test splits stay a few dozen questions.
+FAST_PARAMS = {"pretrain": {"steps": 2, "eval_every": 2, "hidden_size": 64, "intermediate_size": 128},
+               "statute_qa": {"val_fraction": 0.005, "test_fraction": 0.005}}
+
+
+def copy_project(dest: Path, home: Path, fast: bool = True) -> Project:
+    """Copy the project into `dest`, make it a git repo with one commit, and return it; `fast`: FAST_PARAMS."""
     for rel in project_files():
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -120,6 +127,8 @@ def copy_project(dest: Path, home: Path) -> Project:
     (dest / "data" / "raw").mkdir(parents=True, exist_ok=True)
     home.mkdir(parents=True, exist_ok=True)
     project = Project(dest, hermetic_env(home))
+    for section, values in (FAST_PARAMS if fast else {}).items():
+        project.update_params(section, **values)
     project.run("git", "init", "-q")
     project.commit("project copy")
     return project

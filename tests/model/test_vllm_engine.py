@@ -10,7 +10,7 @@ import pytest
 from vietlegal import cli
 from vietlegal.errors import ConfigError, GenerationError, HardwareError
 from vietlegal.model import chat, vllm_engine
-from vietlegal.model.answering import select_backend
+from vietlegal.answering import select_backend
 from vietlegal.model.sampling import SamplingRequest, vllm_sampling_kwargs
 from vietlegal.params import GenerateConfig
 from vietlegal.stages import generate

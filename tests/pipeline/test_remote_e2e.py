@@ -1,6 +1,8 @@
 """Done when (issue 6): the default pipeline runs, `dvc push` sends it to a real S3 server (SeaweedFS on
-127.0.0.1), a fresh clone pulls only the adapter, byte for byte, and `vietlegal serve` answers from it
-through the openai client. Then an evaluation-only machine reuses the pushed adapter without retraining.
+127.0.0.1), a fresh clone pulls only what serving needs, byte for byte (the adapter; for the embedded default
+also its pre-trained base and, since the default serves with retrieval, the index), and `vietlegal serve`
+answers from it through the openai client. Then an evaluation-only machine reuses the pushed adapter without
+retraining.
 
 The three machines are three checkouts: the training droplet (a copy of this project), and two `git clone`s
 of it that get nothing but git and what they pull.
@@ -31,16 +33,15 @@ def files(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
+SERVED = ("models/adapter", "models/pretrained", "models/index")  # the default's: adapter, its base, the index
+
+
 def untracked_outputs(project: Project) -> set[str]:
-    """Workspace files that neither git nor DVC's own state account for: what `dvc pull` checked out,
-    as paths relative to models/adapter (any other place shows up with its ../ prefix)."""
+    """Workspace files that neither git nor DVC's own state account for: what `dvc pull` checked out."""
     tracked = set(project.run("git", "ls-files").stdout.splitlines())
-    out = set()
-    for p in project.path.rglob("*"):
-        rel = p.relative_to(project.path).as_posix()
-        if p.is_file() and rel not in tracked and not rel.startswith((".git/", ".dvc/")):
-            out.add(rel.removeprefix("models/adapter/") if rel.startswith("models/adapter/") else f"../{rel}")
-    return out
+    return {p.relative_to(project.path).as_posix() for p in project.path.rglob("*")
+            if p.is_file() and p.relative_to(project.path).as_posix() not in tracked
+            and not p.relative_to(project.path).as_posix().startswith((".git/", ".dvc/"))}
 
 
 def locked_md5(project: Project, stage: str, out: str) -> str:
@@ -76,11 +77,12 @@ def test_fresh_clone_pulls_only_the_adapter_identical_and_serves_it(trained, s3,
 
     serving = trained.clone(tmp_path / "serving-droplet")
     serving.use_server(s3.endpoint, ACCESS_KEY, SECRET_KEY)
-    serving.dvc("pull", "models/adapter")
+    serving.dvc("pull", *SERVED)
 
-    assert files(serving.path / "models/adapter") == files(trained.path / "models/adapter")
-    assert untracked_outputs(serving) == {p for p in files(serving.path / "models/adapter")}, \
-        "pulling the adapter brought more than the adapter"
+    for out in SERVED:
+        assert files(serving.path / out) == files(trained.path / out)
+    assert untracked_outputs(serving) == {f"{out}/{p}" for out in SERVED for p in files(serving.path / out)}, \
+        "pulling what serving needs brought more than that"
 
     log = tmp_path / "serve.log"
     with ServerProcess("models/adapter", log, api_key=API_KEY, cwd=serving.path, env=OFFLINE) as server:
@@ -100,14 +102,14 @@ def test_evaluation_only_machine_reuses_the_pushed_adapter_without_retraining(tr
     evaluator = trained.clone(tmp_path / "eval-machine")
     evaluator.env.update(OFFLINE)
     evaluator.use_server(s3.endpoint, ACCESS_KEY, SECRET_KEY)
-    evaluator.dvc("pull", "models/adapter", "data/processed")
+    evaluator.dvc("pull", "models/adapter", "models/pretrained", "data/processed")
     adapter = files(evaluator.path / "models/adapter")
 
     # With the upstream outputs pulled too, nothing upstream looks changed on a fresh clone: plain `dvc repro`
     # would not retrain. (The dry run stops at `generate`, whose inputs a dry run does not create: check=False.)
-    evaluator.dvc("pull", "data/training", "models/index")
+    evaluator.dvc("pull", "data/training", "models/index", "data/statute_qa/qa.jsonl", "data/statute_qa/articles.json")
     dry = evaluator.dvc("repro", "--dry", "evaluate", check=False)
-    for stage in ("prepare", "index", "ground", "train"):
+    for stage in ("statute_qa", "pretrain", "prepare", "index", "ground", "train"):
         assert f"Stage '{stage}' didn't change" in dry.stdout, dry.stdout
     assert "Running stage 'train'" not in dry.stdout
 

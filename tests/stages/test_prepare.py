@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from vietlegal.stages import prepare
-from vietlegal.data import lengths, splitting
+from vietlegal.data import splitting
+from vietlegal.model import lengths
 from vietlegal.data.conversation import Conversation
 from vietlegal.model.chat import encode_example
 from vietlegal.cli import main as cli_main
@@ -147,6 +148,26 @@ def test_split_is_deterministic_grouped_and_stratified(tmp_path, tiny_tokenizer)
     test_lengths = sorted(len(r["messages"][-1]["content"]) for r in read_split(tmp_path, "test"))
     all_lengths = sorted(len(r["messages"][-1]["content"]) for r in all_rows(tmp_path))
     assert test_lengths[0] <= all_lengths[len(all_lengths) // 4] and test_lengths[-1] >= all_lengths[3 * len(all_lengths) // 4]
+
+
+def test_a_records_own_split_is_kept_and_the_rest_is_split_as_before(tmp_path, tiny_tokenizer):
+    """The generated statute Q&A carry their article's split: prepare keeps it, and the records without one split
+    exactly as they would alone (the fixed ones take no place in the length bins)."""
+    free = [qa(i, answer_len=1 + i % 5) for i in range(60)]
+    write_jsonl(tmp_path / "raw" / "free.jsonl", free)
+    run(tmp_path, tiny_tokenizer)
+    alone = {n: read_split(tmp_path, n) for n in splitting.SPLITS}
+    fixed = [{**qa(100 + i), "split": splitting.SPLITS[i % 3]} for i in range(30)]
+    twin = {"question": fixed[2]["question"].lower(), "answer": "Cùng câu hỏi, không có split."}  # its group's split
+    write_jsonl(tmp_path / "raw" / "fixed.jsonl", fixed + [twin, {**qa(200), "split": "dev"}])
+    report = run(tmp_path, tiny_tokenizer, max_reject_fraction=0.5)
+    for name in splitting.SPLITS:
+        rows = read_split(tmp_path, name)
+        from_fixed = [r for r in rows if r["source"].startswith("raw/fixed.jsonl")]
+        assert {r["split"] for r in from_fixed if "split" in r} <= {name}
+        assert [r for r in rows if r["source"].startswith("raw/free.jsonl")] == alone[name]
+    assert any(r["messages"][-1]["content"] == twin["answer"] for r in read_split(tmp_path, fixed[2]["split"]))
+    assert report["rejects"]["by_reason"] == {"bad_split": 1} and "split" not in str(report["ignored_fields"])
 
 
 def test_token_lengths_match_the_training_encoding(tiny_tokenizer, conversations):

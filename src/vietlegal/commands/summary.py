@@ -20,6 +20,9 @@ DATA_ROWS = ("records.train", "records.val", "records.test", "rejects.total", "d
              "lengths.total_tokens.p95", "lengths.share_over_max_seq_length")
 
 GROUND_ROWS = ("with_context", "top_k", "method", "train.no_hit", "train.cited_in_context", "val.cited_in_context")
+RAG_ROWS = ("rougeL_f1", "chrf_0_100", "citation_precision", "citation_recall", "citation_f1", "citation_none_share")
+RAG_COLUMNS = (("base", "without_retrieval"), ("base", "with_retrieval"), ("tuned", "without_retrieval"),
+               ("tuned", "with_retrieval"))
 
 
 def _get(data: dict, dotted: str):
@@ -48,6 +51,26 @@ def eval_table(data: dict) -> list[str]:
     return lines
 
 
+def rag_table(data: dict) -> list[str]:
+    """Closed-book against retrieval, base and tuned (metrics/rag.json)."""
+    if not data.get("enabled"):
+        return ["  off (rag.enabled: false)"]
+    lines = [f"  {'metric':<22}" + "".join(f"{s + (' +rag' if w == 'with_retrieval' else ''):>12}" for s, w in RAG_COLUMNS)]
+    for name in RAG_ROWS:
+        lines.append(f"  {name:<22}" + "".join(f"{_fmt(_get(data, f'{w}.{s}.{name}')):>12}" for s, w in RAG_COLUMNS))
+    return lines + [f"  {data.get('examples')} questions, {data.get('no_hit_questions')} without a retrieval hit"]
+
+
+def pretrain_block(data: dict) -> list[str]:
+    """The pre-trained base: size, time and its held-out perplexity from first to last step (metrics/pretrain.json)."""
+    if not data.get("enabled"):
+        return ["  off (pretrain.enabled: false): base.model names another base"]
+    curve = data.get("curve") or [{}]
+    cpu = f" ({data['cpu_seconds']:.0f}s CPU)" if data.get("cpu_seconds") is not None else ""
+    return [f"  {data['parameters'] / 1e6:.2f}M parameters, {data['steps']} steps, {data['seconds']:.0f}s{cpu}; held-out "
+            f"perplexity {_fmt(curve[0].get('eval_perplexity'))} -> {_fmt(curve[-1].get('eval_perplexity'))}"]
+
+
 def block(data: dict, rows: tuple[str, ...]) -> list[str]:
     return [f"  {name:<36}{_fmt(_get(data, name)):>14}" for name in rows if _get(data, name) is not None]
 
@@ -67,10 +90,12 @@ def review_table(data: dict) -> list[str]:
 def render(metrics_dir: Path) -> str:
     out: list[str] = []
     sections = [
+        ("pre-trained base (metrics/pretrain.json)", "pretrain.json", pretrain_block),
         ("data (metrics/data.json)", "data.json", lambda d: block(d, DATA_ROWS)),
         ("training context (metrics/ground.json)", "ground.json", lambda d: block(d, GROUND_ROWS)),
         ("training (metrics/train.json)", "train.json", lambda d: block(d, TRAIN_ROWS)),
         ("evaluation on the test split (metrics/eval.json; BLEU and chrF++ on 0-100)", "eval.json", eval_table),
+        ("closed-book vs retrieval on the test split (metrics/rag.json)", "rag.json", rag_table),
         ("retrieval (metrics/retrieval.json)", "retrieval.json",
          lambda d: block(d, tuple(f"{m}.recall@{k}" for m in ("bm25", "dense", "hybrid") for k in (1, 3, 5)))),
         ("reviewers' verdicts per version (metrics/review.json)", "review.json", review_table),

@@ -26,11 +26,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vietlegal.data.conversation import Conversation
+from vietlegal import jsonl
+from vietlegal.data.conversation import Conversation, check_messages, with_system
 from vietlegal.data.records import Reject, record_id
 from vietlegal.errors import ChatError
 from vietlegal.metrics.review import VERDICTS
-from vietlegal.model.chat import check_messages, with_system
 from vietlegal.text import nfc
 
 DIRECTORY = "feedback"  # prepare reads <prepare.raw_dir>/feedback as reviews, not as Q&A files
@@ -198,21 +198,14 @@ def read_feedback(directory: Path, root: Path, system_prompt: str) -> Feedback:
             out.rejects.append(Reject(f"{label}:0", "unsupported_file", f"extension {path.suffix!r}; feedback is "
                                       "the .jsonl files `vietlegal serve` writes to serve.feedback_dir"))
             continue
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            out.rejects.append(Reject(f"{label}:0", "not_utf8", f"byte offset {exc.start} is not UTF-8"))
-            continue
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
+        for number, value, line in jsonl.parse(jsonl.lines_of(path)):
             where = f"{label}:{number}"
-            try:
-                review = parse_review(json.loads(line), stored=True)
-            except json.JSONDecodeError as exc:
+            if isinstance(value, jsonl.BadLine):
                 # The last line of a file a crash cut short lands here too: reported, never half-used.
-                out.rejects.append(Reject(where, "malformed_json", exc.msg, line))
+                out.rejects.append(Reject(where, value.reason, value.detail, line))
                 continue
+            try:
+                review = parse_review(value, stored=True)
             except BadReview as exc:
                 out.rejects.append(Reject(where, "bad_feedback", str(exc), line))
                 continue

@@ -4,6 +4,9 @@ Sources and their formats: `vietlegal.data.sources`; record shapes: `vietlegal.d
 cannot be used becomes a Reject naming file:line and the reason (its raw text kept); every field a usable
 record carries that its shape does not read is counted per file (`Reading.ignored_fields`), unless
 prepare.keep_fields keeps it as metadata on the processed record (`meta`). Nothing is dropped silently.
+
+Any shape may carry `split` ("train", "val" or "test"): the record's split is fixed by its source (the generated
+statute Q&A, split by article; a benchmark's official test questions) and `data.splitting` keeps it there.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from vietlegal.data.sources import SourceError, Malformed, find_sources, read_so
 from vietlegal.text import nfc
 
 __all__ = ["BadRecord", "Reject", "Reading", "find_files", "read_records", "record_id"]
+SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -36,8 +40,9 @@ class Reading:
     ignored_fields: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # file -> field -> count
 
 
-def find_files(raw_dir: Path, sample: Path | None) -> list[Path]:
-    return ([sample] if sample else []) + find_sources(raw_dir)
+def find_files(raw_dir: Path, *bundled: Path | None) -> list[Path]:
+    """The bundled files that are set (the sample, the generated statute Q&A), then every source under raw_dir."""
+    return [b for b in bundled if b] + find_sources(raw_dir)
 
 
 def record_id(messages: list[dict]) -> str:
@@ -83,10 +88,16 @@ def read_records(files: list[Path], root: Path, system_prompt: str, context_temp
                 except BadRecord as exc:
                     out.rejects.append(Reject(where, exc.reason, exc.detail, _raw(obj, raw)))
                     continue
+                split = obj.get("split")
+                if split is not None and split not in SPLITS:
+                    out.rejects.append(Reject(where, "bad_split", f"split {split!r} is not one of {', '.join(SPLITS)}",
+                                              _raw(obj, raw)))
+                    continue
                 present = {k for k, v in obj.items() if v is not None}
-                ignored.update(present - used - keep)
+                ignored.update(present - used - keep - {"split"})
                 meta = {k: _meta_value(obj[k]) for k in keep_fields if k in present and k not in used}
-                out.records.append(Conversation(record_id(messages), where, messages, {"meta": meta} if meta else {}))
+                extra = ({"meta": meta} if meta else {}) | ({"split": split} if split else {})
+                out.records.append(Conversation(record_id(messages), where, messages, extra))
         except SourceError as exc:
             out.rejects.append(Reject(f"{label}:{exc.line}", exc.reason, exc.detail))
         if not ignored:

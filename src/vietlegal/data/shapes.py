@@ -14,26 +14,12 @@ A record that fits none, or fits one badly, raises BadRecord(reason, detail) nam
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
+from vietlegal.data.conversation import check_messages, with_system
 from vietlegal.errors import ChatError
-from vietlegal.model.chat import check_messages
 from vietlegal.text import nfc
 
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 ANSWER_KEYS = ("output", "answer")
-
-
-@lru_cache(maxsize=64)
-def _system(prompt: str) -> dict:
-    """One system message object per distinct prompt: 1M records share it instead of holding 1M copies."""
-    return {"role": "system", "content": nfc(prompt)}
-
-
-def with_system(messages: list[dict], system_prompt: str | None) -> list[dict]:
-    if system_prompt and messages[0]["role"] != "system":
-        return [_system(system_prompt)] + messages
-    return messages
 
 
 class BadRecord(ValueError):

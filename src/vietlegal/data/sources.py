@@ -22,9 +22,9 @@ import json
 import os
 import zlib
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
-import orjson
+from vietlegal import jsonl
 
 EXTENSIONS = (".jsonl.gz", ".jsonl", ".json", ".csv", ".parquet")
 IGNORED_NAMES = {"README.md", ".gitignore", ".gitkeep"}
@@ -102,8 +102,7 @@ def read_source(path: Path) -> Iterator[tuple[int, object, str]]:
             yield from _json(f.read().decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n"))
         return
     with opener() as binary:
-        text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline=None if ext != ".csv" else "")
-        yield from (_csv(text) if ext == ".csv" else _jsonl(text))
+        yield from (_csv(io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")) if ext == ".csv" else _jsonl(binary))
 
 
 def _check_utf8(opener: Callable[[], io.BufferedIOBase]) -> None:
@@ -129,15 +128,10 @@ def _check_utf8(opener: Callable[[], io.BufferedIOBase]) -> None:
         raise SourceError(lines, "not_utf8", "the file ends inside a UTF-8 character; re-save the file as UTF-8") from None
 
 
-def _jsonl(text: io.TextIOBase) -> Iterator[tuple[int, object, str]]:
-    for n, line in enumerate(text, 1):
-        line = line.rstrip("\n")
-        if not line.strip():
-            continue
-        try:
-            yield n, orjson.loads(line), line
-        except orjson.JSONDecodeError as exc:
-            yield n, Malformed("malformed_json", exc.msg), line
+def _jsonl(lines: Iterable[bytes]) -> Iterator[tuple[int, object, str]]:
+    """The project's one JSON Lines reader (`vietlegal.jsonl.parse`); a bad line becomes a Malformed record."""
+    for n, value, raw in jsonl.parse(lines):
+        yield n, Malformed(value.reason, value.detail) if isinstance(value, jsonl.BadLine) else value, raw
 
 
 class Malformed:

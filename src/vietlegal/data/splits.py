@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from vietlegal import jsonl
-from vietlegal.data.conversation import Conversation
+from vietlegal.data.conversation import Conversation, check_messages
 from vietlegal.errors import ChatError, DataError
-from vietlegal.model.chat import check_messages
 
 RERUN = "re-run `vietlegal prepare`"
 

@@ -2,6 +2,8 @@
 
 The same question (case and spacing aside) never sits in two splits; groups are ranked by a seeded hash, binned
 by mean answer length and each bin is cut by the fractions, so every split gets short and long answers alike.
+A group holding a record whose source fixed its split (`"split"` on the record: the generated statute Q&A,
+split by article) goes there whole, the split of its first such record by id, and is not counted in the bins.
 """
 from __future__ import annotations
 
@@ -11,9 +13,8 @@ from collections import defaultdict
 import numpy as np
 
 from vietlegal.data.conversation import Conversation
+from vietlegal.data.records import SPLITS
 from vietlegal.params import PrepareConfig
-
-SPLITS = ("train", "val", "test")
 
 
 def question_key(messages: list[dict]) -> str:
@@ -40,6 +41,11 @@ def split(recs: dict[str, Conversation], cfg: PrepareConfig) -> dict[str, list[C
     groups: dict[str, list[str]] = defaultdict(list)
     for rid, r in recs.items():
         groups[question_key(r.messages)].append(rid)
+    out: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for k, members in list(groups.items()):
+        fixed = next((recs[i].extra["split"] for i in sorted(members) if recs[i].extra.get("split")), None)
+        if fixed:
+            out[fixed].extend(groups.pop(k))
     keys = sorted(groups, key=lambda k: _rank(cfg.seed, k))
     lengths = [sum(len(recs[i].messages[-1]["content"]) for i in groups[k]) / len(groups[k]) for k in keys]
     n_bins = max(1, min(cfg.length_bins, len(keys)))
@@ -47,7 +53,6 @@ def split(recs: dict[str, Conversation], cfg: PrepareConfig) -> dict[str, list[C
     bins: dict[int, list[str]] = defaultdict(list)
     for k, b in zip(keys, np.searchsorted(edges, lengths, side="right")):
         bins[int(b)].append(k)
-    out: dict[str, list[str]] = {s: [] for s in SPLITS}
     for members in bins.values():
         for i, k in enumerate(members):
             position = (i + 0.5) / len(members)

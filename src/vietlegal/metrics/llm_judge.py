@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from vietlegal import jsonl
 from vietlegal.errors import ConfigError
 from vietlegal.params import JudgeConfig
 
@@ -114,9 +115,9 @@ class VerdictCache:
         self._lock = threading.Lock()
         self._entries: dict[str, dict] = {}
         if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    entry = json.loads(line)
+            # Collecting: a line a killed run cut short is only a verdict asked again, not a reason to stop.
+            for _, entry in jsonl.read_objects(path, ConfigError, rejects=[]):
+                if isinstance(entry.get("key"), str):
                     self._entries[entry["key"]] = entry
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()

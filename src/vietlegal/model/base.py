@@ -37,10 +37,29 @@ def resolve(model_id: str, revision: str | None = None) -> ResolvedBase:
             )
         return ResolvedBase(model_id, str(path), built)
     if Path(model_id).is_dir():
-        return ResolvedBase(model_id, model_id, revision)
-    if model_id.startswith((".", "/")):
-        raise BaseModelError(f"base.model: directory {model_id!r} does not exist")
+        return ResolvedBase(model_id, model_id, _local_revision(model_id, revision))
+    if model_id.startswith((".", "/")) or Path(Path(model_id).parts[0]).is_dir():
+        # "models/pretrained" in a project that has models/: a local directory, not a hub id
+        raise BaseModelError(f"base.model: directory {model_id!r} does not exist; `dvc repro` builds a pipeline's "
+                             f"base (the pretrain stage writes models/pretrained), `dvc pull {model_id}` fetches it")
     return ResolvedBase(model_id, model_id, revision)
+
+
+def _local_revision(directory: str, revision: str | None) -> str | None:
+    """A directory the pretrain stage wrote names its revision (its weights' hash): an adapter trained on another
+    version of the base must not load onto this one."""
+    from vietlegal.model import tiny
+
+    info = tiny.base_info(directory)
+    if info is None:
+        return revision
+    if not info.get("pretrained", True) or not info.get("revision"):
+        raise BaseModelError(f"base.model {directory!r} holds no model ({info.get('note', 'no revision')}); set "
+                             "pretrain.enabled: true and run `dvc repro pretrain`, or point base.model elsewhere")
+    if revision not in (None, info["revision"]):
+        raise BaseModelError(f"{directory} holds base revision {info['revision']}, not {revision} (what the adapter or "
+                             f"base.revision names): `dvc pull {directory}` the base it was trained on, or retrain")
+    return info["revision"]
 
 
 def context_window(config) -> int:

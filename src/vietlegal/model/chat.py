@@ -7,40 +7,13 @@ always encoded with `add_special_tokens=False` (a second BOS is the classic sile
 """
 from __future__ import annotations
 
-import reprlib
 from dataclasses import dataclass
 
+from vietlegal.data.conversation import check_messages, with_system  # noqa: F401  (callers say chat.check_messages)
 from vietlegal.errors import ChatError
-from vietlegal.text import nfc
 
 IGNORE_INDEX = -100
-ROLES = ("system", "user", "assistant")
 END_OF_TURN = "<|eot_id|>"
-
-
-def check_messages(messages: object) -> list[dict]:
-    """Validate a conversation and return it NFC-normalised; raise ChatError naming the field."""
-    if not isinstance(messages, list) or not messages:
-        raise ChatError("messages: must be a non-empty list")
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict):
-            raise ChatError(f"messages[{i}]: must be an object with 'role' and 'content'")
-        role, content = m.get("role"), m.get("content")
-        if role not in ROLES:
-            raise ChatError(f"messages[{i}].role: {reprlib.repr(role)} is not one of {', '.join(ROLES)}")
-        if not isinstance(content, str):
-            raise ChatError(f"messages[{i}].content: must be a string")
-        if role == "system" and i != 0:
-            raise ChatError(f"messages[{i}]: a system message may only come first")
-        out.append({"role": role, "content": nfc(content)})
-    return out
-
-
-def with_system(messages: list[dict], system_prompt: str | None) -> list[dict]:
-    if system_prompt and messages[0]["role"] != "system":
-        return [{"role": "system", "content": nfc(system_prompt)}] + messages
-    return messages
 
 
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str:

@@ -17,9 +17,12 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from vietlegal import jsonl
+from vietlegal.errors import DataError
 from vietlegal.params import TINY_MODEL_ID
 
 TOKENIZER_RESOURCE = "tiny_tokenizer.json"
+BASE_FILE = "vietlegal_base.json"  # beside the weights: which base this is and its revision
 TEMPLATE_RESOURCE = "llama31_chat_template.jinja"
 
 # Llama-3.1's special tokens, in its order; pad is the reserved fine-tune pad token, not EOS.
@@ -116,25 +119,36 @@ def cache_root() -> Path:
     return Path(os.environ.get("VIETLEGAL_CACHE", Path.home() / ".cache" / "vietlegal"))
 
 
-def build(out_dir: Path) -> Path:
-    """Build the tiny model and tokenizer into out_dir (deterministic for a given recipe)."""
+def random_model(tokenizer, sizes: dict | None = None, seed: int = SEED):
+    """A randomly initialised LlamaForCausalLM for this tokenizer; `sizes` overrides MODEL_CONFIG's
+    (hidden_size, num_hidden_layers ...: the pretrain stage's larger base)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = _fast_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=[tokenizer.convert_tokens_to_ids(t) for t in ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>")],
         pad_token_id=tokenizer.pad_token_id,
-        **MODEL_CONFIG,
+        **{**MODEL_CONFIG, **(sizes or {})},
     )
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(out_dir)
+    return model
+
+
+def tokenizer():
+    """The committed byte-level BPE with Llama-3.1's special tokens and chat template."""
+    return _fast_tokenizer()
+
+
+def build(out_dir: Path) -> Path:
+    """Build the tiny model and tokenizer into out_dir (deterministic for a given recipe)."""
+    tokenizer = _fast_tokenizer()
+    random_model(tokenizer).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    (out_dir / "vietlegal_base.json").write_text(
+    (out_dir / BASE_FILE).write_text(
         json.dumps({"model": TINY_MODEL_ID, "revision": recipe_hash()}, indent=2) + "\n"
     )
     return out_dir
@@ -144,12 +158,12 @@ def ensure_built() -> tuple[Path, str]:
     """Return (directory, revision) of the tiny model, building it once per recipe."""
     revision = recipe_hash()
     target = cache_root() / "models" / f"tiny-llama-{revision}"
-    if not (target / "vietlegal_base.json").exists():
+    if not (target / BASE_FILE).exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
         try:
             build(tmp)
-            if not (target / "vietlegal_base.json").exists():  # another process may have won the race
+            if not (target / BASE_FILE).exists():  # another process may have won the race
                 shutil.rmtree(target, ignore_errors=True)
                 os.replace(tmp, target)
         finally:
@@ -157,12 +171,42 @@ def ensure_built() -> tuple[Path, str]:
     return target, revision
 
 
+def save_pretrained_base(model, tokenizer, out_dir: Path, sizes: dict) -> str:
+    """Write a pre-trained tiny base (the pretrain stage's output) whole or not at all; its revision, the hash
+    of its weights, goes into vietlegal_base.json, so an adapter's manifest names exactly the base it was
+    trained on (`vietlegal.model.base.resolve` checks it)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would keep other users (a serving account) out of the output
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        h = hashlib.sha256()
+        for weights in sorted(tmp.glob("*.safetensors")):
+            h.update(weights.read_bytes())
+        revision = h.hexdigest()[:16]
+        (tmp / BASE_FILE).write_text(json.dumps({"model": TINY_MODEL_ID, "pretrained": True, "sizes": sizes,
+                                                 "revision": revision}, indent=2) + "\n")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return revision
+
+
+def base_info(directory: str | Path) -> dict | None:
+    """A local base directory's vietlegal_base.json (None when it has none: any other local model)."""
+    path = Path(directory) / BASE_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
 def _texts(path: Path) -> list[str]:
-    text = path.read_text(encoding="utf-8")
     if path.suffix != ".jsonl":
-        return [text]
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return [v for row in rows for v in row.values() if isinstance(v, str)]
+        return [path.read_text(encoding="utf-8")]
+    return [v for _, row in jsonl.read_objects(path, DataError) for v in row.values() if isinstance(v, str)]
 
 
 def retrain_tokenizer(files: list[str]) -> None:

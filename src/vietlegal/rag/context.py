@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vietlegal.model.chat import check_messages, with_system
+from vietlegal.data.conversation import check_messages, with_system
 from vietlegal.rag.retriever import Hit, Retriever
 
 HEADER = (

@@ -17,12 +17,12 @@ is an article the assistant can never cite.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from vietlegal import jsonl
 from vietlegal.errors import DataError
 from vietlegal.text import nfc
 
@@ -163,6 +163,35 @@ def corpus_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.jsonl"))
 
 
+def read_provisions(path: Path, first_seen: dict[str, str], problems: list[str],
+                    missing: str | None = None) -> list[Provision]:
+    """The provisions of one file; each bad line or record, and each id seen before (in `first_seen`, updated),
+    is added to `problems` as "file:line: what is wrong". `missing` says how to make the file if it is absent."""
+    bad: list[jsonl.BadLine] = []
+    provisions = []
+    for number, row in jsonl.read_objects(path, DataError, missing, rejects=bad):
+        where = f"{path}:{number}"
+        try:
+            provision = parse_provision(row, where)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if provision.id in first_seen:
+            problems.append(f"{where}: duplicate id {provision.id!r} (first at {first_seen[provision.id]})")
+            continue
+        first_seen[provision.id] = where
+        provisions.append(provision)
+    problems.extend(b.where(path) for b in bad)
+    return provisions
+
+
+def refuse(problems: list[str], what: str) -> None:
+    if problems:
+        shown = "\n  ".join(problems[:MAX_REPORTED])
+        more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
+        raise DataError(f"{len(problems)} bad record(s) in {what}; fix them:\n  {shown}{more}")
+
+
 def load_corpus(directory: str | Path) -> Corpus:
     """All provisions of `directory/*.jsonl` in file then line order; DataError listing every bad record."""
     directory = Path(directory)
@@ -171,38 +200,19 @@ def load_corpus(directory: str | Path) -> Corpus:
     first_seen: dict[str, str] = {}
     problems: list[str] = []
     for path in corpus_files(directory):
-        data = path.read_bytes()
-        digest.update(path.name.encode() + b"\0" + data + b"\0")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(f"{path}: not UTF-8 (byte {exc.start}); save the file as UTF-8")
-            continue
-        # split("\n"), not splitlines(): JSON may hold a raw U+2028, which splitlines() breaks on.
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                provision = parse_provision(json.loads(line), where)
-            except json.JSONDecodeError as exc:
-                problems.append(f"{where}: not valid JSON ({exc.msg})")
-                continue
-            except ValueError as exc:
-                problems.append(f"{where}: {exc}")
-                continue
-            if provision.id in first_seen:
-                problems.append(f"{where}: duplicate id {provision.id!r} (first at {first_seen[provision.id]})")
-                continue
-            first_seen[provision.id] = where
-            provisions.append(provision)
-    if problems:
-        shown = "\n  ".join(problems[:MAX_REPORTED])
-        more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
-        raise DataError(f"{len(problems)} bad record(s) in {directory}; fix them:\n  {shown}{more}")
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        provisions += read_provisions(path, first_seen, problems)
+    refuse(sorted(problems, key=_line_order), str(directory))
     if not provisions:
         raise DataError(
             f"rag.corpus_dir {directory}: no provisions (no *.jsonl file, or only empty ones); add provision "
             "records (see docs/rag.md) or set rag.enabled: false"
         )
     return Corpus(directory, provisions, digest.hexdigest())
+
+
+def _line_order(problem: str) -> tuple[str, int]:
+    """"file:12: ..." in file then line order, whichever check found it."""
+    where, _, _ = problem.partition(": ")
+    file, _, line = where.rpartition(":")
+    return (file, int(line)) if line.isdigit() else (where, 0)

