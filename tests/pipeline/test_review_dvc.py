@@ -52,7 +52,8 @@ def test_dvc_add_feedback_and_repro_trains_on_the_correction_and_reports_verdict
                 (project.path / "data" / "training" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     assert any(row["messages"][-1]["content"] == CORRECTION for row in training)  # what `train` learnt from
     pairs = (project.path / "data" / "processed" / "preferences.jsonl").read_text(encoding="utf-8").splitlines()
-    assert [json.loads(p)["chosen_model"] for p in pairs] == [V2]
+    assert sorted((json.loads(p)["kind"], json.loads(p)["chosen_model"]) for p in pairs) == [
+        ("correction", "reviewer"), ("side_by_side", V2)]
     data = json.loads((project.path / "metrics" / "data.json").read_text(encoding="utf-8"))
     assert data["feedback"]["by_verdict"] == {"correct": 2, "wrong_citation": 0, "wrong_law": 1, "incomplete": 1}
 

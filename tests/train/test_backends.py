@@ -12,7 +12,7 @@ from vietlegal.model.adapter import AdapterManifest
 
 from vietlegal.params import BaseConfig, TrainConfig
 from vietlegal.errors import ConfigError
-from vietlegal.train import backends, checkpoints, export, hardware, tracking
+from vietlegal.train import backends, checkpoints, export, hardware, lora, tracking
 from vietlegal.train.hardware import Hardware
 from vietlegal.errors import HardwareError
 
@@ -49,7 +49,7 @@ def test_unsloth_requested_where_it_cannot_run_says_why():
 
 def test_lora_never_targets_embeddings_or_lm_head():
     with pytest.raises(ConfigError, match=r"lm_head.*vLLM"):
-        backends.lora_settings(TrainConfig(target_modules=["q_proj", "lm_head"]))
+        lora.lora_settings(TrainConfig(target_modules=["q_proj", "lm_head"]))
 
 
 @pytest.fixture
@@ -199,8 +199,9 @@ def test_unsloth_is_imported_before_transformers_trl_and_peft(tmp_path):
     fake.mkdir()
     (fake / "__init__.py").write_text(
         "import sys\nALREADY = sorted({'transformers', 'trl', 'peft'} & set(sys.modules))\n", encoding="utf-8")
-    code = ("from vietlegal.params import TrainConfig\nimport vietlegal.stages.train as t\nfrom vietlegal.train import backends\n"
-            "t.setup_hardware(TrainConfig())\nbackends.get('unsloth')\nimport unsloth\nprint(unsloth.ALREADY)")
+    code = ("from vietlegal.params import TrainConfig\nimport vietlegal.stages.train, vietlegal.stages.align\n"
+            "from vietlegal.train import backends, hardware\n"
+            "hardware.setup(TrainConfig())\nbackends.get('unsloth')\nimport unsloth\nprint(unsloth.ALREADY)")
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr

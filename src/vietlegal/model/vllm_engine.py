@@ -85,16 +85,19 @@ def sampling_params(request, end_ids: set[int]):
 
 
 def generate_offline(adapter_dir: Path, base_path: str, revision: str | None, context: int, requests: list,
-                     end_ids: set[int], tensor_parallel_size: int, max_num_seqs: int) -> dict[str, list]:
-    """{"base": completions, "tuned": completions} for SamplingRequests, through vLLM's offline engine."""
+                     end_ids: set[int], tensor_parallel_size: int, max_num_seqs: int,
+                     aligned_dir: Path | None = None) -> dict[str, list]:
+    """{"base": completions, "tuned": completions} for SamplingRequests, through vLLM's offline engine; with
+    `aligned_dir` (stage align's adapter) also "aligned", the same engine with that LoRA."""
     from vllm import LLM  # pragma: no cover - needs a GPU and vllm
     from vllm.lora.request import LoRARequest
 
     from vietlegal.model.decoding import LENGTH, STOP, Completion
     from vietlegal.model.device import dtype_name, inference_dtype
 
+    ranks = (adapter_rank(aligned_dir),) if aligned_dir is not None else ()
     llm = LLM(**engine_kwargs(base_path, revision, adapter_dir, context, max_num_seqs,
-                              dtype_name(inference_dtype("cuda")), tensor_parallel_size))
+                              dtype_name(inference_dtype("cuda")), tensor_parallel_size, ranks=ranks))
     prompts = [{"prompt_token_ids": list(r.prompt_ids)} for r in requests]
     params = [sampling_params(r, end_ids) for r in requests]
     lora = LoRARequest("adapter", 1, str(adapter_dir))
@@ -109,4 +112,8 @@ def generate_offline(adapter_dir: Path, base_path: str, revision: str | None, co
 
     tuned = completions(llm.generate(prompts, params, lora_request=lora, use_tqdm=True))
     base = completions(llm.generate(prompts, params, use_tqdm=True))
-    return {"base": base, "tuned": tuned}
+    if aligned_dir is None:
+        return {"base": base, "tuned": tuned}
+    aligned = completions(llm.generate(prompts, params, lora_request=LoRARequest("aligned", 2, str(aligned_dir)),
+                                       use_tqdm=True))
+    return {"base": base, "tuned": tuned, "aligned": aligned}
