@@ -146,7 +146,11 @@ def train(base_cfg: BaseConfig, train_cfg: TrainConfig, cfg: AlignConfig, machin
               "reward_accuracy": tracking.last_logged(trainer, "rewards/accuracies"),
               **hardware.peak_memory(hw)}
     del trainer, model
-    gc.collect()
+    gc.collect()  # the held-out scoring loads a model of its own
+    if hw.device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
     return logged
 
 
