@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import QA
 from tests.helpers.preference_pairs import review_bodies, write_reviews
-from tests.helpers.project_copy import copy_project
+from tests.helpers.project_copy import small_project
 from vietlegal.serve.process import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -20,19 +20,9 @@ A, B = f"vietlegal-{'a' * 12}", f"vietlegal-{'b' * 12}"  # the versions the gene
 
 
 def test_verdicts_dvc_add_repro_trains_align_and_both_versions_serve(tmp_path):
-    from vietlegal.model import tiny
-
-    project = copy_project(tmp_path / "project", tmp_path / "home")
-    project.env["VIETLEGAL_CACHE"] = str(tiny.cache_root())
-    sample = project.path / "data" / "sample" / "legal_qa.jsonl"
-    sample.write_text("".join(json.dumps({"question": q, "answer": a}, ensure_ascii=False) + "\n" for q, a in QA),
-                      encoding="utf-8")
-    project.update_params("prepare", val_fraction=0.25, test_fraction=0.25)
-    project.update_params("train", max_steps=2, batch_size=2, eval_steps=2, save_steps=2, logging_steps=1)
+    project = small_project(tmp_path / "project", tmp_path / "home")
     project.update_params("align", max_steps=30)
-    project.update_params("generate", max_new_tokens=8)
-    project.update_params("rag", dense=False)
-    project.commit("small sample, fast params")
+    project.commit("align: 30 steps")
 
     log = project.dvc("repro", "evaluate", timeout=900).stdout
     assert "Running stage 'align'" in log and "no preference pairs" in log

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.conftest import QA
-from tests.helpers.project_copy import copy_project
+from tests.helpers.project_copy import small_project
 from vietlegal.data.feedback import parse_review
 from vietlegal.serve.feedback import append, stamped
 
@@ -25,18 +25,7 @@ def reviewed(model: str, verdict: str, correction: str | None = None) -> dict:
 
 
 def test_dvc_add_feedback_and_repro_trains_on_the_correction_and_reports_verdicts_per_version(tmp_path):
-    from vietlegal.model import tiny
-
-    project = copy_project(tmp_path / "project", tmp_path / "home")
-    project.env["VIETLEGAL_CACHE"] = str(tiny.cache_root())
-    sample = project.path / "data" / "sample" / "legal_qa.jsonl"
-    sample.write_text("".join(json.dumps({"question": q, "answer": a}, ensure_ascii=False) + "\n" for q, a in QA),
-                      encoding="utf-8")
-    project.update_params("prepare", val_fraction=0.25, test_fraction=0.25)
-    project.update_params("train", max_steps=2, batch_size=2, eval_steps=2, save_steps=2, logging_steps=1)
-    project.update_params("generate", max_new_tokens=8)
-    project.update_params("rag", dense=False)
-    project.commit("small sample, fast params")
+    project = small_project(tmp_path / "project", tmp_path / "home")
 
     # What the server appended to serve.feedback_dir, copied under data/raw/feedback.
     feedback = project.path / "data" / "raw" / "feedback"

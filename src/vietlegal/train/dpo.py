@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vietlegal.params import AlignConfig, BaseConfig
-from vietlegal.train import cpu_head
+from vietlegal.train import arguments, cpu_head
 
 REFERENCE = "ref"  # the name TRL gives the frozen copy of the SFT adapter
 
@@ -24,34 +24,13 @@ def build(model, tokenizer, train_ds, eval_ds, *, cfg: AlignConfig, base: BaseCo
 
     has_eval = eval_ds is not None and len(eval_ds) > 0
     args = DPOConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
+        # max_length is base.max_seq_length: pairs longer than it were left out (train/pairs.py)
+        **arguments.loop_arguments(cfg, base, output_dir, precision, use_cpu, has_eval),
         lr_scheduler_type="linear",
-        warmup_steps=cfg.warmup_steps,
         beta=cfg.beta,
         loss_type=["sigmoid", "sft"],
         loss_weights=[1.0, cfg.sft_weight],
-        max_length=base.max_seq_length,  # pairs longer than this were left out (train/pairs.py)
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=use_cpu,
-        seed=base.seed,
-        data_seed=base.seed,
-        logging_strategy="steps",
-        logging_steps=cfg.logging_steps,
-        logging_first_step=True,  # step 1: policy == reference, rewards 0, the DPO term ln 2
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=cfg.eval_steps,
         save_strategy="no",  # minutes, not hours: a killed run starts again (no stale state to resume)
-        report_to="none",  # DVCLive comes in as tracking.step_curves
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        ddp_find_unused_parameters=False,
         **overrides,
     )
     return trainer_class(use_cpu)(
