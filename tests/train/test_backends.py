@@ -73,6 +73,11 @@ def fake_unsloth(monkeypatch, tiny_base):
             lora = {k: kwargs[k] for k in ("r", "lora_alpha", "lora_dropout", "target_modules", "bias")}
             return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", modules_to_save=kwargs["modules_to_save"], **lora))
 
+        @staticmethod
+        def patch_peft_model(model, use_gradient_checkpointing="unsloth"):
+            calls["patch_peft_model"] = use_gradient_checkpointing
+            return model
+
     module = types.ModuleType("unsloth")
     module.FastLanguageModel = FastLanguageModel
     monkeypatch.setitem(sys.modules, "unsloth", module)
@@ -100,6 +105,25 @@ def test_unsloth_backend_maps_params_to_the_seed_setup(fake_unsloth, tiny_base):
     assert backend.trainer_overrides(cfg) == {"gradient_checkpointing": False}  # Unsloth's own checkpointing
 
 
+@pytest.mark.parametrize("name", ["trl", "unsloth"])
+def test_both_backends_continue_the_sft_adapter_trainable_on_its_base(name, fake_unsloth, tiny_adapter):
+    """What stage align trains: the SFT adapter's own weights, trainable, nothing else (and Unsloth's patches on)."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from vietlegal.model import base as base_model
+
+    model = backends.get(name).load_adapter(base_model.resolve("vietlegal/tiny-llama"), tiny_adapter,
+                                            TrainConfig(gradient_checkpointing=True), 512, 3, "fp32")
+    assert isinstance(model, PeftModel) and list(model.peft_config) == ["default"]
+    saved = load_file(str(tiny_adapter / "adapter_model.safetensors"))
+    trainable = {n.replace(".default.", "."): p for n, p in model.named_parameters() if p.requires_grad}
+    assert set(trainable) == set(saved) and all(trainable[k].equal(saved[k]) for k in saved)
+    if name == "unsloth":
+        assert fake_unsloth["from_pretrained"]["use_exact_model_name"] is True
+        assert fake_unsloth["patch_peft_model"] == "unsloth" and "get_peft_model" not in fake_unsloth
+
+
 def test_precision_follows_the_hardware():
     assert hardware.precision(None, CPU) == "fp32"
     assert hardware.precision(None, H200) == "bf16"
@@ -124,6 +148,9 @@ def test_out_of_memory_message_lists_the_seed_fixes_with_numbers():
     message = str(hardware.out_of_memory(exc, cfg, base))
     assert "train.batch_size: 4 with train.grad_accum: 4 (same effective batch of 16)" in message
     assert "train.load_in_4bit: true" in message and "base.max_seq_length: 1024" in message
+    aligning = str(hardware.out_of_memory(exc, cfg, base, batch=("align", 2, 4)))  # stage align sets its own batch
+    assert "align.batch_size: 1 with align.grad_accum: 8 (same effective batch of 8)" in aligning
+    assert "train.load_in_4bit: true" in aligning
 
 
 def test_run_key_changes_with_anything_that_shapes_the_result():
