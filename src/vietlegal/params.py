@@ -160,8 +160,8 @@ class AlignConfig:
 
     enabled: bool = True  # false: no preference tuning even with pairs (models/aligned then holds nothing to serve)
     beta: float = 0.1  # DPO's beta: larger keeps the aligned adapter closer to the SFT one
-    sft_weight: float = 1.0  # weight of the chosen answers' NLL next to the DPO (sigmoid) loss; 0 = DPO alone
-    learning_rate: float = 5e-6
+    sft_weight: float = 0.2  # weight of the chosen answers' NLL next to the DPO (sigmoid) loss; 0 = DPO alone
+    learning_rate: float = 2e-5  # the 8B recipe's (LoRA on a 4-bit base)
     epochs: float = 1
     max_steps: int = -1
     batch_size: int = 2  # pairs per device step (each pair is two sequences: chosen and rejected)
