@@ -18,6 +18,8 @@ from vietlegal.model import chat, decoding, sampling, vllm_engine
 from vietlegal.model.sampling import SamplingRequest
 from vietlegal.params import GenerateConfig
 
+ALIGNED = "aligned"  # stage align's adapter: its answers column, and its adapter name on the loaded model
+
 
 def check_params(cfg: GenerateConfig, context: int) -> None:
     """What only the loaded model can tell: the sampling params against its context window."""
@@ -38,14 +40,22 @@ def requests_for(cases: list[Conversation], tokenizer, cfg: GenerateConfig, cont
     return requests
 
 
-def answer_both(model, tokenizer, requests: list[SamplingRequest], batch_size: int) -> dict[str, list[decoding.Completion]]:
+def answer_both(model, tokenizer, requests: list[SamplingRequest], batch_size: int,
+                aligned: bool = False) -> dict[str, list[decoding.Completion]]:
+    """Base and tuned answers (and `aligned`'s, the model's ALIGNED adapter, when it has one)."""
     from tqdm import tqdm
 
-    with tqdm(total=2 * len(requests), desc="generate", unit="answer", file=sys.stderr) as bar:
+    with tqdm(total=(3 if aligned else 2) * len(requests), desc="generate", unit="answer", file=sys.stderr) as bar:
         tuned = decoding.generate(model, tokenizer, requests, batch_size, on_batch=bar.update)
+        done = {}
+        if aligned:
+            tuned_name = model.active_adapter
+            model.set_adapter(ALIGNED)
+            done[ALIGNED] = decoding.generate(model, tokenizer, requests, batch_size, on_batch=bar.update)
+            model.set_adapter(tuned_name)
         with model.disable_adapter():
             base = decoding.generate(model, tokenizer, requests, batch_size, on_batch=bar.update)
-    return {"base": base, "tuned": tuned}
+    return {"base": base, "tuned": tuned, **done}
 
 
 def select_backend(requested: str) -> str:
@@ -57,22 +67,28 @@ def select_backend(requested: str) -> str:
     return requested
 
 
-def answer_cases(cfg: GenerateConfig, cases: list[Conversation], adapter_dir: Path, backend: str = "hf") -> list[dict]:
-    """Base and tuned answers, an answers-file row per case, from `backend` (see select_backend)."""
+def answer_cases(cfg: GenerateConfig, cases: list[Conversation], adapter_dir: Path, backend: str = "hf",
+                 aligned_dir: Path | None = None) -> list[dict]:
+    """Base and tuned answers, an answers-file row per case, from `backend` (see select_backend); with
+    `aligned_dir` (stage align's adapter, on the same base) a third column, "aligned"."""
     if backend == "vllm":
-        return answer_rows(cases, answer_with_vllm(cfg, cases, adapter_dir))
+        return answer_rows(cases, answer_with_vllm(cfg, cases, adapter_dir, aligned_dir))
     from vietlegal.model.adapter import load_for_inference
     from vietlegal.model.device import cpu_threads, inference_device
 
     device, dtype = inference_device()
     cpu_threads(cfg.cpu_threads, device)
     model, tokenizer, _manifest = load_for_inference(adapter_dir, device, dtype)
+    if aligned_dir is not None:
+        model.load_adapter(str(aligned_dir), adapter_name=ALIGNED)
     context = decoding.context_length(model)
     check_params(cfg, context)
-    return answer_rows(cases, answer_both(model, tokenizer, requests_for(cases, tokenizer, cfg, context), cfg.batch_size))
+    requests = requests_for(cases, tokenizer, cfg, context)
+    return answer_rows(cases, answer_both(model, tokenizer, requests, cfg.batch_size, aligned=aligned_dir is not None))
 
 
-def answer_with_vllm(cfg: GenerateConfig, cases: list[Conversation], adapter_dir: Path) -> dict[str, list]:
+def answer_with_vllm(cfg: GenerateConfig, cases: list[Conversation], adapter_dir: Path,
+                     aligned_dir: Path | None = None) -> dict[str, list]:
     """The same requests as the HF path, answered by vLLM's offline engine (base: no LoRA request)."""
     from vietlegal.model import base as base_model
     from vietlegal.model.adapter import load_tokenizer, read_manifest
@@ -85,4 +101,5 @@ def answer_with_vllm(cfg: GenerateConfig, cases: list[Conversation], adapter_dir
     requests = requests_for(cases, tokenizer, cfg, context)
     return vllm_engine.generate_offline(Path(adapter_dir), base.path, base.revision, context, requests,
                                         decoding.end_token_ids(None, tokenizer), cfg.tensor_parallel_size,
-                                        cfg.max_num_seqs, cfg.gpu_memory_utilization, [c.id for c in cases])
+                                        cfg.max_num_seqs, cfg.gpu_memory_utilization, [c.id for c in cases],
+                                        aligned_dir=aligned_dir)

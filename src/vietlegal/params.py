@@ -208,6 +208,37 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class AlignConfig:
+    """Preference tuning (stage align, docs/review.md): DPO on the SFT adapter from the reviewers' pairs. It runs
+    on the SFT adapter's base with train's backend, precision and 4-bit setting; the LoRA shape is the adapter's."""
+
+    enabled: bool = True  # false: no preference tuning even with pairs (models/aligned then holds nothing to serve)
+    beta: float = 0.1  # DPO's beta: larger keeps the aligned adapter closer to the SFT one
+    sft_weight: float = 0.2  # weight of the chosen answers' NLL next to the DPO (sigmoid) loss; 0 = DPO alone
+    learning_rate: float = 2e-5  # the 8B recipe's (LoRA on a 4-bit base)
+    epochs: float = 1
+    max_steps: int = -1
+    batch_size: int = 2  # pairs per device step (each pair is two sequences: chosen and rejected)
+    grad_accum: int = 4
+    warmup_steps: int = 0
+    held_out_fraction: float = 0.2  # questions whose pairs are kept out of training and scored in metrics/align.json
+    logging_steps: int = 5
+    eval_steps: int = 20
+    out_dir: str = paths.ALIGNED
+
+    def __post_init__(self) -> None:
+        for key in ("beta", "learning_rate"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"align.{key} must be positive, got {getattr(self, key)}")
+        _at_least("align", self, ("sft_weight", "warmup_steps"), 0)
+        _at_least("align", self, ("batch_size", "grad_accum", "logging_steps", "eval_steps"), 1)
+        if self.max_steps < 1 and self.epochs <= 0:
+            raise ConfigError("set align.epochs > 0 or align.max_steps >= 1")
+        if not 0 <= self.held_out_fraction < 1:
+            raise ConfigError(f"align.held_out_fraction must be in [0, 1), got {self.held_out_fraction}")
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     max_new_tokens: int = 64
     batch_size: int = 16
@@ -357,6 +388,7 @@ SECTIONS: dict[str, type] = {
     "pretrain": PretrainConfig,
     "prepare": PrepareConfig,
     "train": TrainConfig,
+    "align": AlignConfig,
     "generate": GenerateConfig,
     "evaluate": EvaluateConfig,
     "judge": JudgeConfig,
@@ -374,6 +406,7 @@ class Params:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)

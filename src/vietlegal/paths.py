@@ -42,6 +42,13 @@ LIVE = "dvclive"
 LIVE_METRICS = f"{LIVE}/metrics.json"
 LIVE_PLOTS = f"{LIVE}/plots/metrics"
 
+# align (preference tuning on the reviewers' pairs)
+ALIGNED = "models/aligned"  # align.out_dir: an adapter like models/adapter, or a NOT_TRAINED.txt saying why not
+ALIGN_METRICS = "metrics/align.json"
+ALIGN_LIVE = f"{LIVE}/align"
+ALIGN_LIVE_METRICS = f"{ALIGN_LIVE}/metrics.json"
+ALIGN_LIVE_PLOTS = f"{ALIGN_LIVE}/plots/metrics"
+
 # generate, perplexity, evaluate
 ANSWERS = "data/generated/answers.jsonl"
 ANSWERS_META = "data/generated/answers_meta.json"  # which backend wrote the answers

@@ -60,3 +60,20 @@ def test_closed_book_against_retrieval_and_the_pretrained_base(tmp_path):
     assert "  1.06M parameters, 150 steps, 69s; held-out perplexity 3062 -> 15.9" in lines
     (tmp_path / "rag.json").write_text(json.dumps({"enabled": False}), encoding="utf-8")
     assert "  off (rag.enabled: false)" in render(tmp_path).splitlines()
+
+
+def test_preference_tuning_shows_sft_against_aligned_and_eval_gains_a_column(tmp_path):
+    align = {"trained": True, "reason": None, "pairs": {"train": 50, "held_out": 14},
+             "held_out": {"pairs": 14, "sft": {"preference_accuracy": 0.5714}, "aligned": {"preference_accuracy": 0.8571,
+                          "reward_margin": 0.125, "kl_to_reference": 0.0247}}, "wall_seconds": 42.0}
+    (tmp_path / "align.json").write_text(json.dumps(align), encoding="utf-8")
+    ev = {part: {"rougeL_f1": value} for part, value in (("base", 0.1), ("tuned", 0.2), ("delta", 0.1), ("aligned", 0.3))}
+    (tmp_path / "eval.json").write_text(json.dumps(ev), encoding="utf-8")
+    lines = render(tmp_path).splitlines()
+    start = lines.index("preference tuning on held-out pairs (metrics/align.json)")
+    shown = {line.split()[0]: line.split()[-1] for line in lines[start + 1:start + 9] if line.strip()}
+    assert shown["held_out.sft.preference_accuracy"] == "0.5714"
+    assert shown["held_out.aligned.preference_accuracy"] == "0.8571" and shown["pairs.held_out"] == "14"
+    assert "aligned" in lines[lines.index("evaluation on the test split (metrics/eval.json; BLEU and chrF++ on 0-100)") + 1]
+    assert next(line for line in lines if line.strip().startswith("rougeL_f1")).split() == [
+        "rougeL_f1", "0.1", "0.2", "0.1", "0.3"]

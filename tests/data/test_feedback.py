@@ -51,10 +51,18 @@ def test_a_correction_becomes_a_conversation_and_a_preference_a_pair(tmp_path):
                           {"role": "assistant", "content": CORRECTION}]  # NFC, the correction as the answer
     assert c.source.startswith("fb/") and c.source.endswith(".jsonl:1")
     assert c.extra["feedback"]["model"] == V1 and c.extra["feedback"]["verdict"] == "wrong_citation"
-    [pair] = got.preferences
+    pairs = {p["kind"]: p for p in got.preferences}
+    assert sorted(pairs) == ["correction", "side_by_side"]
+    pair = pairs["side_by_side"]
     assert pair["chosen"] == [{"role": "assistant", "content": "Đáp B"}]
     assert pair["rejected"] == [{"role": "assistant", "content": "Đáp A"}]
     assert (pair["chosen_model"], pair["rejected_model"]) == (V2, V1) and pair["prompt"][0]["role"] == "system"
+    # The correction is preferred to the answer it corrects (stage align learns from both kinds).
+    fixed = pairs["correction"]
+    assert fixed["chosen"] == [{"role": "assistant", "content": CORRECTION}]  # NFC
+    assert fixed["rejected"] == [{"role": "assistant", "content": "Một câu trả lời."}]
+    assert (fixed["chosen_model"], fixed["rejected_model"]) == ("reviewer", V1)
+    assert fixed["prompt"][-1] == {"role": "user", "content": NEW_QUESTION}
     assert [(r["model"], r["verdict"], r["preferred"]) for r in got.reviews] == [
         (V1, "wrong_citation", None), (V1, "incomplete", False), (V2, "correct", True)]
     assert got.counts()["by_verdict"] == {"correct": 1, "wrong_citation": 1, "wrong_law": 0, "incomplete": 1}
@@ -123,8 +131,11 @@ def test_prepare_trains_on_corrections_keeps_pairs_and_counts_verdicts(tmp_path,
     assert not any(splitting.question_key(r["messages"]) == splitting.question_key(test[0]["messages"]) for r in train)
     # The feedback lines are reviews, not Q&A records: nothing of them was read as a question/answer pair.
     assert not any(r["source"].startswith("raw/feedback/") and "feedback" not in r for r in train + test)
-    [pair] = read_rows(tmp_path / "processed" / "preferences.jsonl")
+    pairs = read_rows(tmp_path / "processed" / "preferences.jsonl")
+    [pair] = [p for p in pairs if p["kind"] == "side_by_side"]
     assert pair["chosen_model"] == V2 and pair["prompt"][-1]["content"] == test_question
+    assert sorted(p["chosen"][0]["content"] for p in pairs if p["kind"] == "correction") == sorted(
+        [CORRECTION, "Câu trả lời đầy đủ hơn."])
     reviews = read_rows(tmp_path / "processed" / "reviews.jsonl")
     assert [(r["model"], r["verdict"]) for r in reviews] == [(V1, "wrong_law"), (V1, "incomplete"), (V2, "correct"),
                                                               (V2, "correct")]
@@ -132,7 +143,7 @@ def test_prepare_trains_on_corrections_keeps_pairs_and_counts_verdicts(tmp_path,
     assert saved["feedback"]["records"] == 3 and saved["feedback"]["answers_reviewed"] == 4
     assert saved["feedback"]["by_verdict"] == {"correct": 2, "wrong_citation": 0, "wrong_law": 1, "incomplete": 1}
     assert saved["feedback"]["corrections_per_split"] == {"train": 1, "val": 0, "test": 1}
-    assert saved["feedback"]["preference_pairs"] == 1
+    assert saved["feedback"]["preference_pairs"] == 3  # one side by side, two corrections
     assert report["records"]["total"] == 42
 
     # Same inputs, same bytes (DVC skips what follows).

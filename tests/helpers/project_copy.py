@@ -132,3 +132,22 @@ def copy_project(dest: Path, home: Path, fast: bool = True) -> Project:
     project.run("git", "init", "-q")
     project.commit("project copy")
     return project
+
+
+def small_project(dest: Path, home: Path) -> Project:
+    """A copy whose sample is the eight QA pairs of tests/conftest.py, with fast params (two training steps, eight
+    new tokens, BM25 only), committed: the whole pipeline in a couple of minutes on the tiny model."""
+    from tests.conftest import QA
+    from vietlegal.model import tiny
+
+    project = copy_project(dest, home)
+    project.env["VIETLEGAL_CACHE"] = str(tiny.cache_root())  # reuse the built tiny model
+    sample = project.path / "data" / "sample" / "legal_qa.jsonl"
+    sample.write_text("".join(json.dumps({"question": q, "answer": a}, ensure_ascii=False) + "\n" for q, a in QA),
+                      encoding="utf-8")
+    project.update_params("prepare", val_fraction=0.25, test_fraction=0.25)
+    project.update_params("train", max_steps=2, batch_size=2, eval_steps=2, save_steps=2, logging_steps=1)
+    project.update_params("generate", max_new_tokens=8)
+    project.update_params("rag", dense=False)  # train follows ground, which follows index: BM25 builds in a second
+    project.commit("small sample, fast params")
+    return project

@@ -23,6 +23,7 @@ GET_PEFT_MODEL = ("r", "target_modules", "lora_alpha", "lora_dropout", "bias", "
                   "finetune_last_n_layers", "use_gradient_checkpointing", "random_state", "max_seq_length", "use_rslora",
                   "modules_to_save", "init_lora_weights", "loftq_config", "temporary_location", "qat_scheme",
                   "target_parameters", "ensure_weight_tying", "offload_layers", "checkpoint_skip_layers")
+PATCH_PEFT_MODEL = ("use_gradient_checkpointing",)
 BIASES = ("none", "all", "lora_only")
 
 
@@ -69,6 +70,17 @@ def make(calls: dict) -> type:
                               target_modules=kwargs.get("target_modules"), bias=kwargs.get("bias", "none"),
                               modules_to_save=kwargs.get("modules_to_save"), use_rslora=kwargs.get("use_rslora", False))
             return get_peft_model(model, lora)  # PEFT refuses target modules the model lacks, as under Unsloth
+
+        @staticmethod
+        def patch_peft_model(model, use_gradient_checkpointing="unsloth"):
+            from peft import PeftModel
+
+            if not isinstance(model, PeftModel):  # Unsloth reads model.peft_config and its LoRA layers
+                raise TypeError(f"patch_peft_model: a PeftModel, got {type(model).__name__}")
+            if use_gradient_checkpointing not in ("unsloth", True, False):
+                raise ValueError(f"use_gradient_checkpointing {use_gradient_checkpointing!r}: 'unsloth', True or False")
+            calls["patch_peft_model"] = use_gradient_checkpointing
+            return model
 
     return FastLanguageModel
 

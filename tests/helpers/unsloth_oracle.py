@@ -6,7 +6,7 @@ Without a GPU, `import unsloth` takes one of two shapes: with UNSLOTH_ALLOW_CPU=
 CPU-only CI) the GPU classes, whose signatures can be read but whose loading needs CUDA; without it, Unsloth's CPU
 fallback (unsloth_zoo.cpu), which loads, wraps and trains the tiny model for real.
 
-    {"op": "signatures"}                                  named parameters of FastLanguageModel's two methods
+    {"op": "signatures"}                                  named parameters of the FastLanguageModel methods the backend calls
     {"op": "load", "from_pretrained": {...}, "peft": {...}}  the two calls, raw ("dtype" by name: "float32")
     {"op": "backend", "train": {TrainConfig fields}, "precision", "max_seq_length", "seed"}
                                                           the project's UnslothBackend.load_model on the tiny model
@@ -39,7 +39,8 @@ def signatures() -> dict:
 
     return {"ok": True, "class": f"{FastLanguageModel.__module__}.{FastLanguageModel.__qualname__}",
             "from_pretrained": parameters(FastLanguageModel.from_pretrained),
-            "get_peft_model": parameters(FastLanguageModel.get_peft_model)}
+            "get_peft_model": parameters(FastLanguageModel.get_peft_model),
+            "patch_peft_model": parameters(FastLanguageModel.patch_peft_model)}
 
 
 def lora_summary(model) -> dict:

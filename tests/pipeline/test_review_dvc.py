@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.conftest import QA
-from tests.helpers.project_copy import copy_project
+from tests.helpers.project_copy import small_project
 from vietlegal.data.feedback import parse_review
 from vietlegal.serve.review.feedback import append, stamped
 
@@ -25,18 +25,7 @@ def reviewed(model: str, verdict: str, correction: str | None = None) -> dict:
 
 
 def test_dvc_add_feedback_and_repro_trains_on_the_correction_and_reports_verdicts_per_version(tmp_path):
-    from vietlegal.model import tiny
-
-    project = copy_project(tmp_path / "project", tmp_path / "home")
-    project.env["VIETLEGAL_CACHE"] = str(tiny.cache_root())
-    sample = project.path / "data" / "sample" / "legal_qa.jsonl"
-    sample.write_text("".join(json.dumps({"question": q, "answer": a}, ensure_ascii=False) + "\n" for q, a in QA),
-                      encoding="utf-8")
-    project.update_params("prepare", val_fraction=0.25, test_fraction=0.25)
-    project.update_params("train", max_steps=2, batch_size=2, eval_steps=2, save_steps=2, logging_steps=1)
-    project.update_params("generate", max_new_tokens=8)
-    project.update_params("rag", dense=False)
-    project.commit("small sample, fast params")
+    project = small_project(tmp_path / "project", tmp_path / "home")
 
     # What the server appended to serve.feedback_dir, copied under data/raw/feedback.
     feedback = project.path / "data" / "raw" / "feedback"
@@ -52,7 +41,8 @@ def test_dvc_add_feedback_and_repro_trains_on_the_correction_and_reports_verdict
                 (project.path / "data" / "training" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     assert any(row["messages"][-1]["content"] == CORRECTION for row in training)  # what `train` learnt from
     pairs = (project.path / "data" / "processed" / "preferences.jsonl").read_text(encoding="utf-8").splitlines()
-    assert [json.loads(p)["chosen_model"] for p in pairs] == [V2]
+    assert sorted((json.loads(p)["kind"], json.loads(p)["chosen_model"]) for p in pairs) == [
+        ("correction", "reviewer"), ("side_by_side", V2)]
     data = json.loads((project.path / "metrics" / "data.json").read_text(encoding="utf-8"))
     assert data["feedback"]["by_verdict"] == {"correct": 2, "wrong_citation": 0, "wrong_law": 1, "incomplete": 1}
 

@@ -108,3 +108,32 @@ def test_answers_from_another_test_split_are_refused(stage_dir, tmp_path):
     with pytest.raises(DataError, match=rf"{broken}:1: missing field\(s\) tuned"):
         evaluate.run(EvaluateConfig(), broken, root / "test.jsonl", root / "perplexity.json",
                      tmp_path / "e.json", tmp_path / "p.jsonl", tmp_path / "plot.json")
+
+
+def test_an_aligned_adapter_is_a_third_system_scored_beside_base_and_tuned(stage_dir, tiny_adapter, tmp_path):
+    """What stage align wrote: an adapter (answered and scored as "aligned") or a note (nothing changes)."""
+    from vietlegal.model import untrained
+
+    root, rows = stage_dir
+    cfg = GenerateConfig(max_new_tokens=12, batch_size=3)
+    note = tmp_path / "not-trained"
+    note.mkdir()
+    (note / "NOT_TRAINED.txt").write_text("No aligned adapter: no preference pairs.\n", encoding="utf-8")
+    assert generate.run(cfg, root / "test.jsonl", tiny_adapter, tmp_path / "a.jsonl", aligned_dir=note) == rows
+    aligned = untrained.adapter(tmp_path / "aligned", seed=5)
+    three = generate.run(cfg, root / "test.jsonl", tiny_adapter, tmp_path / "a.jsonl", aligned_dir=aligned)
+    alone = generate.run(cfg, root / "test.jsonl", aligned, tmp_path / "b.jsonl")
+    assert [{k: r[k] for k in rows[0]} for r in three] == rows, "base and tuned as without it"
+    assert [r["aligned"] for r in three] == [r["tuned"] for r in alone], "the aligned adapter's own answers"
+    assert all(r["aligned_finish_reason"] in ("stop", "length") for r in three)
+
+    out = tmp_path / "metrics"
+    report = evaluate.run(EvaluateConfig(), tmp_path / "a.jsonl", root / "test.jsonl", root / "perplexity.json",
+                          out / "eval.json", out / "predictions.jsonl", out / "eval_plot.json")
+    assert report["aligned"]["examples"] == 4 and "perplexity" not in report["aligned"]
+    assert report["delta_aligned"]["rougeL_f1"] == pytest.approx(report["aligned"]["rougeL_f1"]
+                                                                 - report["tuned"]["rougeL_f1"])
+    assert {p["system"] for p in json.loads((out / "eval_plot.json").read_text())} == {"base", "tuned", "aligned"}
+    predictions = [json.loads(x) for x in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert set(predictions[0]["scores"]) == {"base", "tuned", "aligned"}
+    assert "delta_aligned" in evaluate.summary(report)

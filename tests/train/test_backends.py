@@ -12,7 +12,7 @@ from vietlegal.model.adapter import AdapterManifest
 
 from vietlegal.params import BaseConfig, TrainConfig
 from vietlegal.errors import ConfigError
-from vietlegal.train import backends, checkpoints, export, hardware, tracking
+from vietlegal.train import backends, checkpoints, export, hardware, lora, tracking
 from vietlegal.train.hardware import Hardware
 from vietlegal.errors import HardwareError
 from tests.helpers import strict_unsloth
@@ -51,7 +51,7 @@ def test_unsloth_requested_where_it_cannot_run_says_why():
 
 def test_lora_never_targets_embeddings_or_lm_head():
     with pytest.raises(ConfigError, match=r"lm_head.*vLLM"):
-        backends.lora_settings(TrainConfig(target_modules=["q_proj", "lm_head"]))
+        lora.lora_settings(TrainConfig(target_modules=["q_proj", "lm_head"]))
 
 
 @pytest.fixture
@@ -126,6 +126,25 @@ def test_the_stand_in_refuses_what_unsloth_refuses(fake_unsloth, method, kwargs,
             unsloth.FastLanguageModel.get_peft_model(None, **kwargs)
 
 
+@pytest.mark.parametrize("name", ["trl", "unsloth"])
+def test_both_backends_continue_the_sft_adapter_trainable_on_its_base(name, fake_unsloth, tiny_adapter):
+    """What stage align trains: the SFT adapter's own weights, trainable, nothing else (and Unsloth's patches on)."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from vietlegal.model import base as base_model
+
+    model = backends.get(name).load_adapter(base_model.resolve("vietlegal/tiny-llama"), tiny_adapter,
+                                            TrainConfig(gradient_checkpointing=True), 512, 3, "fp32")
+    assert isinstance(model, PeftModel) and list(model.peft_config) == ["default"]
+    saved = load_file(str(tiny_adapter / "adapter_model.safetensors"))
+    trainable = {n.replace(".default.", "."): p for n, p in model.named_parameters() if p.requires_grad}
+    assert set(trainable) == set(saved) and all(trainable[k].equal(saved[k]) for k in saved)
+    if name == "unsloth":
+        assert fake_unsloth["from_pretrained"]["use_exact_model_name"] is True
+        assert fake_unsloth["patch_peft_model"] == "unsloth" and "get_peft_model" not in fake_unsloth
+
+
 def test_precision_follows_the_hardware():
     assert hardware.precision(None, CPU) == "fp32"
     assert hardware.precision(None, H200) == "bf16"
@@ -150,6 +169,9 @@ def test_out_of_memory_message_lists_the_seed_fixes_with_numbers():
     message = str(hardware.out_of_memory(exc, cfg, base))
     assert "train.batch_size: 4 with train.grad_accum: 4 (same effective batch of 16)" in message
     assert "train.load_in_4bit: true" in message and "base.max_seq_length: 1024" in message
+    aligning = str(hardware.out_of_memory(exc, cfg, base, batch=("align", 2, 4)))  # stage align sets its own batch
+    assert "align.batch_size: 1 with align.grad_accum: 8 (same effective batch of 8)" in aligning
+    assert "train.load_in_4bit: true" in aligning
 
 
 def test_run_key_changes_with_anything_that_shapes_the_result():
@@ -225,8 +247,9 @@ def test_unsloth_is_imported_before_transformers_trl_and_peft(tmp_path):
     fake.mkdir()
     (fake / "__init__.py").write_text(
         "import sys\nALREADY = sorted({'transformers', 'trl', 'peft'} & set(sys.modules))\n", encoding="utf-8")
-    code = ("from vietlegal.params import TrainConfig\nimport vietlegal.stages.train as t\nfrom vietlegal.train import backends\n"
-            "t.setup_hardware(TrainConfig())\nbackends.get('unsloth')\nimport unsloth\nprint(unsloth.ALREADY)")
+    code = ("from vietlegal.params import TrainConfig\nimport vietlegal.stages.train, vietlegal.stages.align\n"
+            "from vietlegal.train import backends, hardware\n"
+            "hardware.setup(TrainConfig())\nbackends.get('unsloth')\nimport unsloth\nprint(unsloth.ALREADY)")
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -63,6 +63,7 @@ def test_the_stand_in_has_the_gpu_classes_parameters(gpu_signatures):
     assert real["class"] == "unsloth.models.loader.FastLanguageModel", "the GPU classes, not the CPU fallback"
     assert named(real["from_pretrained"]) == list(strict_unsloth.FROM_PRETRAINED) + ["on_model_resolved"]
     assert named(real["get_peft_model"]) == list(strict_unsloth.GET_PEFT_MODEL)
+    assert named(real["patch_peft_model"]) == list(strict_unsloth.PATCH_PEFT_MODEL), "stage align's adapter path"
 
 
 TRAIN = st.builds(TrainConfig, lora_r=st.sampled_from([1, 8, 16, 64]), lora_alpha=st.sampled_from([8, 16, 32]),

@@ -19,6 +19,9 @@ TRAIN_ROWS = ("backend", "global_step", "train_seconds", "train_tokens_per_secon
 DATA_ROWS = ("records.train", "records.val", "records.test", "rejects.total", "duplicates_removed",
              "lengths.total_tokens.p95", "lengths.share_over_max_seq_length")
 
+ALIGN_ROWS = ("trained", "reason", "pairs.train", "pairs.held_out", "held_out.sft.preference_accuracy",
+              "held_out.aligned.preference_accuracy", "held_out.aligned.reward_margin",
+              "held_out.aligned.kl_to_reference", "train.global_step", "wall_seconds")
 GROUND_ROWS = ("with_context", "top_k", "method", "train.no_hit", "train.cited_in_context", "val.cited_in_context")
 RAG_ROWS = ("rougeL_f1", "chrf_0_100", "citation_precision", "citation_recall", "citation_f1", "citation_none_share")
 RAG_COLUMNS = (("base", "without_retrieval"), ("base", "with_retrieval"), ("tuned", "without_retrieval"),
@@ -44,9 +47,10 @@ def _load(path: Path) -> dict | None:
 
 
 def eval_table(data: dict) -> list[str]:
-    lines = [f"  {'metric':<22}{'base':>12}{'tuned':>12}{'delta':>12}"]
+    parts = ("base", "tuned", "delta") + (("aligned",) if "aligned" in data else ())  # stage align trained one
+    lines = [f"  {'metric':<22}" + "".join(f"{p:>12}" for p in parts)]
     for name in EVAL_ROWS:
-        row = [_get(data, f"{part}.{name}") for part in ("base", "tuned", "delta")]
+        row = [_get(data, f"{part}.{name}") for part in parts]
         lines.append(f"  {name:<22}" + "".join(f"{_fmt(v):>12}" for v in row))
     return lines
 
@@ -94,6 +98,7 @@ def render(metrics_dir: Path) -> str:
         ("data (metrics/data.json)", "data.json", lambda d: block(d, DATA_ROWS)),
         ("training context (metrics/ground.json)", "ground.json", lambda d: block(d, GROUND_ROWS)),
         ("training (metrics/train.json)", "train.json", lambda d: block(d, TRAIN_ROWS)),
+        ("preference tuning on held-out pairs (metrics/align.json)", "align.json", lambda d: block(d, ALIGN_ROWS)),
         ("evaluation on the test split (metrics/eval.json; BLEU and chrF++ on 0-100)", "eval.json", eval_table),
         ("closed-book vs retrieval on the test split (metrics/rag.json)", "rag.json", rag_table),
         ("retrieval (metrics/retrieval.json)", "retrieval.json",

@@ -3,6 +3,8 @@
     data/generated/answers.jsonl   {"id", "source", "question", "reference", "base", "tuned",
                                     "base_finish_reason", "tuned_finish_reason",
                                     "base_completion_tokens", "tuned_completion_tokens"}     (generate)
+                                   + "aligned", "aligned_finish_reason", "aligned_completion_tokens" when stage
+                                   align trained models/aligned
     data/generated/answers_meta.json {"backend": "hf" | "vllm", "questions", "tensor_parallel_size"}  (generate)
     data/generated/perplexity.json {"base": {...}, "tuned": {...}, "per_example": {id: ...}}  (perplexity)
 
@@ -21,7 +23,13 @@ from vietlegal.data.conversation import Conversation
 from vietlegal.errors import DataError
 
 SYSTEMS = ("base", "tuned")
+ALIGNED = "aligned"  # a third system when stage align trained models/aligned (generate answers with it too)
 ANSWER_FIELDS = ("id", "question", "reference", *SYSTEMS)
+
+
+def systems_of(rows: list[dict]) -> tuple[str, ...]:
+    """The systems an answers file holds: base and tuned, and aligned when every row has its answer."""
+    return SYSTEMS + ((ALIGNED,) if rows and all(isinstance(r.get(ALIGNED), str) for r in rows) else ())
 
 
 def answer_rows(cases: Sequence[Conversation], completions: dict[str, list]) -> list[dict]:

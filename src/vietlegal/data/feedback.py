@@ -36,6 +36,7 @@ from vietlegal.text import nfc
 DIRECTORY = "feedback"  # prepare reads <prepare.raw_dir>/feedback as reviews, not as Q&A files
 MAX_ANSWERS = 2
 MAX_LABEL_CHARS = 200
+CORRECTED_BY = "reviewer"  # chosen_model of a pair made from a correction: a person wrote the chosen answer
 
 
 class BadReview(ValueError):
@@ -229,14 +230,21 @@ def _add(out: Feedback, review: Review, where: str, system_prompt: str) -> None:
                                                               "verdict": a.verdict}}))
     if review.preferred is not None:
         chosen, rejected = review.answers[review.preferred], review.answers[1 - review.preferred]
-        key = json.dumps([prompt, chosen.answer, rejected.answer], ensure_ascii=False)
-        out.preferences.append({
-            "id": hashlib.sha256(key.encode()).hexdigest()[:16], "source": where, "review": review.id,
-            "prompt": prompt,
-            "chosen": [{"role": "assistant", "content": chosen.answer}],
-            "rejected": [{"role": "assistant", "content": rejected.answer}],
-            "chosen_model": chosen.model, "rejected_model": rejected.model,
-        })
+        out.preferences.append(_pair(prompt, chosen.answer, rejected.answer, where, review.id, "side_by_side",
+                                     chosen.model, rejected.model))
+    for a in review.answers:  # a corrected answer: the correction is preferred to what the model said
+        if a.correction and a.answer and a.correction != a.answer:
+            out.preferences.append(_pair(prompt, a.correction, a.answer, where, review.id, "correction",
+                                         CORRECTED_BY, a.model))
+
+
+def _pair(prompt: list[dict], chosen: str, rejected: str, where: str, review: str | None, kind: str,
+          chosen_model: str, rejected_model: str) -> dict:
+    key = json.dumps([prompt, chosen, rejected], ensure_ascii=False)
+    return {"id": hashlib.sha256(key.encode()).hexdigest()[:16], "source": where, "review": review, "kind": kind,
+            "prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+            "chosen_model": chosen_model, "rejected_model": rejected_model}
 
 
 def place_corrections(parts: dict[str, list[Conversation]], corrections: list[Conversation],

@@ -1,6 +1,6 @@
 """The adapter directory: what `train` writes and `generate`, `perplexity` and `serve` read.
 
-    models/adapter/
+    models/adapter/  (and models/aligned/, the same layout: stage align's preference-tuned copy)
       adapter_config.json, adapter_model.safetensors   PEFT LoRA (no modules_to_save, vocab unchanged)
       tokenizer.json, tokenizer_config.json, ...       the tokenizer with its chat template
       vietlegal.json                                   the manifest: base model id + revision, params,
@@ -40,6 +40,7 @@ class AdapterManifest:
     hardware: dict = field(default_factory=dict)
     context: dict = field(default_factory=lambda: dict(NO_CONTEXT))  # retrieved provisions in training prompts
     files: dict = field(default_factory=dict)  # relpath -> md5 of every other file: a half-copied directory shows
+    align: dict | None = None  # stage align: preference tuning of the SFT adapter (params, its version, pairs)
 
     @property
     def trained_with_context(self) -> bool:
@@ -58,6 +59,7 @@ class AdapterManifest:
             "hardware": self.hardware,
             "context": self.context,
             "files": self.files,
+            **({"align": self.align} if self.align is not None else {}),  # an SFT adapter's file is unchanged
         }
 
     @classmethod
@@ -66,7 +68,7 @@ class AdapterManifest:
         if not isinstance(base, dict) or not isinstance(base.get("model"), str) or not base["model"]:
             raise AdapterError(f"{where}: missing base.model; retrain or fix the file")
         fields = {k: data[k] for k in ("max_seq_length", "seed", "train", "data_hash", "run_key", "versions",
-                                       "backend", "hardware", "context", "files") if data.get(k) is not None}
+                                       "backend", "hardware", "context", "files", "align") if data.get(k) is not None}
         return cls(base["model"], base.get("revision"), **fields)
 
     def write(self, adapter_dir: str | Path) -> None:

@@ -114,16 +114,18 @@ def sampling_params(request, end_ids: set[int]):
 def generate_offline(adapter_dir: Path, base_path: str, revision: str | None, context: int, requests: list,
                      end_ids: set[int], tensor_parallel_size: int, max_num_seqs: int,
                      gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION,
-                     names: list[str] | None = None) -> dict[str, list]:
-    """{"base": completions, "tuned": completions} for SamplingRequests, through vLLM's offline engine.
-    `names`: what an error calls each request (the test case's id; default: its position)."""
+                     names: list[str] | None = None, aligned_dir: Path | None = None) -> dict[str, list]:
+    """{"base": completions, "tuned": completions} for SamplingRequests, through vLLM's offline engine; with
+    `aligned_dir` (stage align's adapter) also "aligned", the same engine with that LoRA. `names`: what an
+    error calls each request (the test case's id; default: its position)."""
     from vllm import LLM  # pragma: no cover - needs a GPU and vllm
 
     from vietlegal.model.decoding import Completion
     from vietlegal.model.device import dtype_name, inference_dtype
 
+    ranks = (adapter_rank(aligned_dir),) if aligned_dir is not None else ()
     llm = LLM(**engine_kwargs(base_path, revision, adapter_dir, context, max_num_seqs,
-                              dtype_name(inference_dtype("cuda")), tensor_parallel_size,
+                              dtype_name(inference_dtype("cuda")), tensor_parallel_size, ranks=ranks,
                               gpu_memory_utilization=gpu_memory_utilization))
     prompts = [{"prompt_token_ids": list(r.prompt_ids)} for r in requests]
     params = [sampling_params(r, end_ids) for r in requests]
@@ -141,4 +143,8 @@ def generate_offline(adapter_dir: Path, base_path: str, revision: str | None, co
 
     tuned = completions(llm.generate(prompts, params, lora_request=lora, use_tqdm=True), "tuned")
     base = completions(llm.generate(prompts, params, use_tqdm=True), "base")
-    return {"base": base, "tuned": tuned}
+    if aligned_dir is None:
+        return {"base": base, "tuned": tuned}
+    aligned = completions(llm.generate(prompts, params, lora_request=lora_request("aligned", 2, aligned_dir),
+                                       use_tqdm=True), "aligned")
+    return {"base": base, "tuned": tuned, "aligned": aligned}

@@ -2,7 +2,9 @@
 
     data/generated/answers.jsonl + data/processed/test.jsonl + data/generated/perplexity.json
         -> metrics/eval.json          {"base": {...}, "tuned": {...}, "delta": {tuned - base}, "signatures": {...},
-                                       "by_field": {field: {value: {...}}} where prepare.keep_fields kept a field}
+                                       "by_field": {field: {value: {...}}} where prepare.keep_fields kept a field;
+                                       "aligned": {...}, "delta_aligned": {aligned - tuned} when stage align trained
+                                       an adapter (no perplexity: that stage scores base and tuned)}
            metrics/predictions.jsonl  question, reference, both answers, per-example scores
            metrics/eval_plot.json     base vs tuned on a 0-1 scale, for `dvc plots show`
     data/processed/reviews.jsonl (reviewers' verdicts, docs/review.md)
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 
 from vietlegal import jsonl, paths
-from vietlegal.data.answers import SYSTEMS, read_answers, read_perplexity
+from vietlegal.data.answers import ALIGNED, read_answers, read_perplexity, systems_of
 from vietlegal.data.splits import check_against_split, read_test_split
 from vietlegal.errors import DataError
 from vietlegal.metrics.groups import by_field
@@ -43,21 +45,22 @@ def delta(base: dict, tuned: dict) -> dict:
     return {k: tuned[k] - base[k] for k in tuned if k not in skip and isinstance(tuned[k], (int, float))}
 
 
-def plot_rows(report: dict) -> list[dict]:
+def plot_rows(report: dict, systems: tuple[str, ...]) -> list[dict]:
     return [
         {"label": f"{name} ({system})" if scale == 1 else f"{name} / {scale} ({system})", "metric": name,
          "system": system, "value": report[system][name] / scale}
-        for name, scale in PLOTTED.items() for system in SYSTEMS
+        for name, scale in PLOTTED.items() for system in systems
     ]
 
 
 def prediction_rows(answers: list[dict], scored: dict[str, dict], ppl: dict) -> list[dict]:
     per_example_ppl = ppl.get("per_example", {})
+    systems = tuple(scored)
     rows = []
     for k, a in enumerate(answers):
-        row = {key: a[key] for key in ("id", "question", "reference", *SYSTEMS)}
-        row["scores"] = {s: scored[s]["per_example"][k] for s in SYSTEMS}
-        for s in SYSTEMS:
+        row = {key: a[key] for key in ("id", "question", "reference", *systems)}
+        row["scores"] = {s: scored[s]["per_example"][k] for s in systems}
+        for s in systems:
             p = per_example_ppl.get(a["id"], {}).get(s)
             if p and p["answer_tokens"]:
                 row["scores"][s]["reference_nll_per_token"] = p["nll_sum"] / p["answer_tokens"]
@@ -71,18 +74,21 @@ def run(cfg: EvaluateConfig, answers_path: Path, test_path: Path, perplexity_pat
     check_against_split(answers, test_path)
     ppl = read_perplexity(perplexity_path)
     references = [a["reference"] for a in answers]
-    scored = {s: score_all([a[s] for a in answers], references, cfg.bleu_tokenize, cfg.chrf_word_order) for s in SYSTEMS}
-    report = {s: with_perplexity(scored[s]["metrics"], ppl[s]) for s in SYSTEMS}
+    systems = systems_of(answers)
+    scored = {s: score_all([a[s] for a in answers], references, cfg.bleu_tokenize, cfg.chrf_word_order) for s in systems}
+    report = {s: with_perplexity(scored[s]["metrics"], ppl[s]) if s in ppl else scored[s]["metrics"] for s in systems}
     report["delta"] = delta(report["base"], report["tuned"])
+    if ALIGNED in report:
+        report["delta_aligned"] = delta(report["tuned"], report[ALIGNED])
     report["signatures"] = scored["tuned"]["signatures"]
     meta = {c.id: c.extra.get("meta") or {} for c in read_test_split(test_path)}
     metas = [meta.get(a["id"], {}) for a in answers]
     if any(metas):  # prepare.keep_fields kept fields (a domain): scores per value of each
-        report["by_field"] = by_field(metas, {s: [a[s] for a in answers] for s in SYSTEMS}, references,
+        report["by_field"] = by_field(metas, {s: [a[s] for a in answers] for s in systems}, references,
                                       cfg.bleu_tokenize, cfg.chrf_word_order)
     jsonl.write_json(metrics_path, report)
     jsonl.write(predictions_path, prediction_rows(answers, scored, ppl))
-    jsonl.write_json(plot_path, plot_rows(report))
+    jsonl.write_json(plot_path, plot_rows(report, systems))
     return report
 
 
@@ -98,9 +104,12 @@ def review(reviews_path: Path, review_path: Path) -> dict:
 
 
 def summary(report: dict) -> str:
-    lines = [f"{'metric':<22} {'base':>10} {'tuned':>10} {'delta':>10}"]
+    columns = ("base", "tuned", "delta") + ((ALIGNED, "delta_aligned") if ALIGNED in report else ())
+    w = 13 if ALIGNED in report else 10
+    lines = [f"{'metric':<22} " + " ".join(f"{c:>{w}}" for c in columns)]
     for name in (*METRIC_NAMES, "perplexity", "empty_predictions"):
-        lines.append(f"{name:<22} " + " ".join(f"{report[k][name]:>10.4f}" for k in ("base", "tuned", "delta")))
+        lines.append(f"{name:<22} " + " ".join(f"{report[k][name]:>{w}.4f}" if name in report[k] else f"{'n/a':>{w}}"
+                                                for k in columns))
     return "\n".join(lines) + f"\nexamples: {report['tuned']['examples']}; BLEU signature: {report['signatures']['bleu']}"
 
 

@@ -33,7 +33,7 @@ PARAM_FILES = ("train.out_dir", "base.model")  # base.model: the pretrain stage'
 def run(base_cfg: BaseConfig, cfg: TrainConfig, *, data_dir: Path, metrics_path: Path, live_dir: Path) -> dict | None:
     """Train and write the adapter and metrics; returns the metrics on the main process."""
     started = time.perf_counter()
-    hw, state, precision = setup_hardware(cfg)
+    hw, state, precision = hardware.setup(cfg)
     backend = backends.get(backends.select(cfg.backend, hw, state.num_processes))  # Unsloth first, if chosen
 
     base = base_model.resolve(base_cfg.model, base_cfg.revision)
@@ -43,7 +43,7 @@ def run(base_cfg: BaseConfig, cfg: TrainConfig, *, data_dir: Path, metrics_path:
 
     data_hash = checkpoints.data_hash([data_dir / "train.jsonl", data_dir / "val.jsonl"])
     key = checkpoints.run_key(base_cfg, cfg, base.revision, data_hash, backend.name, state.num_processes)
-    resume = resume_point(state, Path(cfg.checkpoint_dir), key)
+    resume = checkpoints.resume_point(state, Path(cfg.checkpoint_dir), key)
     resume_step = checkpoints.step_of(resume) if resume else None
     log(state, f"backend {backend.name} on {hw.device} ({precision}, {state.num_processes} process(es)); "
                f"{len(train)} train / {len(val)} val examples, {len(train.truncated)} truncated; run {key}; "
@@ -60,7 +60,7 @@ def run(base_cfg: BaseConfig, cfg: TrainConfig, *, data_dir: Path, metrics_path:
         use_cpu=hw.device == "cpu", collator=collator, callbacks=[tracking.step_curves(live)],
         overrides=backend.trainer_overrides(cfg), evaluate_base=resume is None,
     )
-    result = fit(trainer, resume, cfg, base_cfg)
+    result = hardware.fit(trainer, resume, cfg, base_cfg)
     final_eval = final_evaluation(trainer) if len(val) else {}
     staging = export.save_weights(trainer, Path(cfg.out_dir))
     real, processed = meter.totals(trainer.accelerator)
@@ -89,25 +89,15 @@ def run(base_cfg: BaseConfig, cfg: TrainConfig, *, data_dir: Path, metrics_path:
         **hardware.peak_memory(hw),
         "train_seconds": train_seconds,
         "wall_seconds": time.perf_counter() - started,
-        "train_loss": last_logged(trainer, "loss"),
+        "train_loss": tracking.last_logged(trainer, "loss"),
         "eval_loss": final_eval.get("eval_loss"),
-        "base_eval_loss": logged_at(trainer, "eval_loss", 0),  # step 0: LoRA's B is zero, so this is the base
+        "base_eval_loss": tracking.logged_at(trainer, "eval_loss", 0),  # step 0: LoRA's B is zero, so this is the base
     }
     jsonl.write_json(metrics_path, metrics)
     live.end()
     log(state, summary(cfg.out_dir, metrics))
     state.wait_for_everyone()
     return metrics
-
-
-def setup_hardware(cfg: TrainConfig):
-    from accelerate import PartialState
-
-    hw = hardware.detect()
-    state = PartialState(cpu=hw.device == "cpu")  # as TrainingArguments(use_cpu=...) will: gloo on a CPU
-    hardware.check_quantization(cfg, hw)
-    hardware.set_cpu_threads(cfg.cpu_threads, hw)
-    return hw, state, hardware.precision(cfg.bf16, hw)
 
 
 def read_splits(data_dir: Path, tokenizer, base_cfg: BaseConfig, cfg: TrainConfig):
@@ -122,23 +112,6 @@ def training_context(data_dir: Path) -> dict:
     """What stage `ground` put into the prompts; splits straight from prepare carry no context."""
     path = data_dir / "context.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"with_context": False}
-
-
-def resume_point(state, root: Path, key: str) -> Path | None:
-    """The main process clears stale runs; then every process finds the same checkpoint."""
-    if state.is_main_process:
-        checkpoints.prepare(root, key)
-    state.wait_for_everyone()
-    return checkpoints.latest(root / key)
-
-
-def fit(trainer, resume: Path | None, cfg: TrainConfig, base_cfg: BaseConfig):
-    try:
-        return trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    except Exception as exc:
-        if hardware.is_out_of_memory(exc):
-            raise hardware.out_of_memory(exc, cfg, base_cfg) from exc
-        raise
 
 
 def summary(out_dir: str, m: dict) -> str:
@@ -156,15 +129,6 @@ def final_evaluation(trainer) -> dict:
         if "eval_loss" in entry and entry.get("step") == step:
             return entry
     return trainer.evaluate()
-
-
-def last_logged(trainer, key: str) -> float | None:
-    return next((e[key] for e in reversed(trainer.state.log_history) if key in e), None)
-
-
-def logged_at(trainer, key: str, step: int) -> float | None:
-    """From the log history, which checkpoints carry over a resume."""
-    return next((e[key] for e in trainer.state.log_history if key in e and e.get("step") == step), None)
 
 
 def log(state, message: str) -> None:

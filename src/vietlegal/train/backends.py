@@ -3,14 +3,15 @@
     unsloth   FastLanguageModel (fused kernels, 4-bit, `use_gradient_checkpointing="unsloth"`): one CUDA GPU
     trl       transformers + PEFT: anywhere, and the only one for several processes (accelerate launch)
 
-Both return a PEFT model that the same TRL `SFTTrainer`, data, collator and chat template train,
-so the backend changes speed and memory, not what is learned. `auto` picks Unsloth only when a
+Both return a PEFT model (a new LoRA, or the SFT adapter to continue) that the same TRL trainers, data,
+collators and chat template train, so the backend changes speed and memory, not what is learned. `auto` picks Unsloth only when a
 CUDA GPU and the unsloth package are both there and the run is a single process. GPU-only
 packages are imported inside the backend that uses them.
 """
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Protocol
 
 from vietlegal.errors import ConfigError, HardwareError
@@ -25,6 +26,10 @@ class Backend(Protocol):
 
     def load_model(self, base, cfg: TrainConfig, max_seq_length: int, seed: int, precision: str):
         """The base model with LoRA applied, ready for SFTTrainer."""
+
+    def load_adapter(self, base, adapter_dir: Path, cfg: TrainConfig, max_seq_length: int, seed: int,
+                     precision: str):
+        """The base model with a trained LoRA adapter on it, trainable: what preference tuning continues."""
 
     def trainer_overrides(self, cfg: TrainConfig) -> dict:
         """SFTConfig fields this backend sets differently."""
@@ -64,9 +69,3 @@ def get(name: str) -> Backend:
 
     return TrlBackend()
 
-
-def lora_settings(cfg: TrainConfig) -> dict:
-    """LoRA settings both backends share. No `modules_to_save` and no embedding targets (TrainConfig refuses
-    them): vLLM's LoRA loader rejects both, and the vocabulary is never resized."""
-    return {"r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout,
-            "target_modules": list(cfg.target_modules), "bias": "none"}

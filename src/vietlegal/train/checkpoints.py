@@ -32,16 +32,20 @@ def data_hash(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def key_of(payload: dict) -> str:
+    """A short, stable hash of everything that shapes a result."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def run_key(base: BaseConfig, cfg: TrainConfig, revision: str | None, data: str, backend: str, processes: int) -> str:
     train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
-    payload = {
+    return key_of({
         "base": {**dataclasses.asdict(base), "revision": revision},
         "train": train,
         "data": data,
         "backend": backend,
         "processes": processes,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    })
 
 
 def step_of(checkpoint: Path) -> int | None:
@@ -66,6 +70,14 @@ def prepare(root: Path, key: str) -> Path | None:
         if CHECKPOINT.match(child.name) and step_of(child) is None:
             shutil.rmtree(child)
     return latest(run_dir)
+
+
+def resume_point(state, root: Path, key: str) -> Path | None:
+    """The main process clears stale runs; then every process (accelerate `state`) finds the same checkpoint."""
+    if state.is_main_process:
+        prepare(root, key)
+    state.wait_for_everyone()
+    return latest(root / key)
 
 
 def latest(run_dir: Path) -> Path | None:

@@ -81,14 +81,17 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "CUDA out of memory" in str(exc)
 
 
-def out_of_memory(exc: BaseException, cfg: TrainConfig, base: BaseConfig) -> HardwareError:
-    """The seed's troubleshooting list, with numbers worked out from the current params."""
-    effective = cfg.batch_size * cfg.grad_accum
-    smaller = max(1, cfg.batch_size // 2)
+def out_of_memory(exc: BaseException, cfg: TrainConfig, base: BaseConfig, batch: tuple[str, int, int] | None = None
+                  ) -> HardwareError:
+    """The seed's troubleshooting list, with numbers worked out from the current params. `batch`: (section,
+    batch_size, grad_accum) when another section than `train` sets the batch (stage align)."""
+    section, batch_size, grad_accum = batch or ("train", cfg.batch_size, cfg.grad_accum)
+    effective = batch_size * grad_accum
+    smaller = max(1, batch_size // 2)
     accum = max(1, effective // smaller)
     fixes = [
-        f"train.batch_size: {smaller} with train.grad_accum: {accum} (same effective batch of {smaller * accum})"
-        if cfg.batch_size > 1 else "train.batch_size is already 1: use one of the fixes below",
+        f"{section}.batch_size: {smaller} with {section}.grad_accum: {accum} (same effective batch of {smaller * accum})"
+        if batch_size > 1 else f"{section}.batch_size is already 1: use one of the fixes below",
     ]
     if not cfg.load_in_4bit:
         fixes.append("train.load_in_4bit: true (4-bit base weights, about a quarter of the bf16 memory)")
@@ -101,6 +104,28 @@ def out_of_memory(exc: BaseException, cfg: TrainConfig, base: BaseConfig) -> Har
         + "; ".join(fixes)
         + ". Changed params start a fresh run (checkpoints of other params are never resumed)."
     )
+
+
+def setup(cfg: TrainConfig):
+    """(hardware, accelerate state, precision) for a training run; imports neither transformers nor trl, so a
+    stage picks Unsloth (which must be imported before them) after this."""
+    from accelerate import PartialState
+
+    hw = detect()
+    state = PartialState(cpu=hw.device == "cpu")  # as TrainingArguments(use_cpu=...) will: gloo on a CPU
+    check_quantization(cfg, hw)
+    set_cpu_threads(cfg.cpu_threads, hw)
+    return hw, state, precision(cfg.bf16, hw)
+
+
+def fit(trainer, resume, cfg: TrainConfig, base: BaseConfig, batch: tuple[str, int, int] | None = None):
+    """trainer.train (resumed from the checkpoint `resume`, if any); CUDA out of memory becomes the fixes."""
+    try:
+        return trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory(exc, cfg, base, batch) from exc
+        raise
 
 
 def peak_memory(hw: Hardware) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vietlegal.params import BaseConfig, TrainConfig
+from vietlegal.train import arguments
 from vietlegal.train.batching import LengthGroupedBatches
 
 KEEP_CHECKPOINTS = 2  # the latest to resume from, and the one before in case the latest is being written
@@ -22,28 +23,10 @@ def build(model, tokenizer, train_ds, eval_ds, *, cfg: TrainConfig, base: BaseCo
 
     has_eval = eval_ds is not None and len(eval_ds) > 0
     args = SFTConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
+        **arguments.loop_arguments(cfg, base, output_dir, precision, use_cpu, has_eval),
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=use_cpu,
-        seed=base.seed,
-        data_seed=base.seed,
-        max_length=base.max_seq_length,
         train_sampling_strategy="random",  # replaced by LengthGroupedBatches when train.group_by_length
-        logging_strategy="steps",
-        logging_steps=cfg.logging_steps,
-        logging_first_step=True,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=cfg.eval_steps,
         # step 0 is the base model (LoRA starts as a no-op): the eval curve starts at the base's loss.
         # Not on resume, where it would evaluate the resumed adapter at the checkpoint's step.
         eval_on_start=has_eval and evaluate_base,
@@ -51,10 +34,6 @@ def build(model, tokenizer, train_ds, eval_ds, *, cfg: TrainConfig, base: BaseCo
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=KEEP_CHECKPOINTS,
-        report_to="none",  # DVCLive comes in as tracking.step_curves (see there why not report_to="dvclive")
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        ddp_find_unused_parameters=False,
         **overrides,
     )
     return trainer_class(cfg.group_by_length)(

@@ -4,6 +4,7 @@
     dvclive/plots/metrics/token_accuracy/{train,eval}.tsv
     dvclive/plots/metrics/{learning_rate,grad_norm}.tsv
     dvclive/metrics.json                                  latest value of each
+    dvclive/align/...                                     stage align: loss, reward margin and accuracy (DPO)
 
 (Not DVCLive's usual train/loss: `dvc exp show` would mix a `train.loss` metric with the `train.*` params.)
 
@@ -15,6 +16,7 @@ killed run and about to be redone) are cut, so the curves have no duplicate step
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 # Trainer log key -> DVCLive metric name (what `dvc plots show` titles the plots).
@@ -25,6 +27,17 @@ CURVES = {
     "grad_norm": "grad_norm",
     "mean_token_accuracy": "token_accuracy/train",
     "eval_mean_token_accuracy": "token_accuracy/eval",
+}
+# Stage align (TRL's DPOTrainer logs): the loss, and the implicit rewards beta * log(policy / reference).
+PREFERENCE_CURVES = {
+    "loss": "loss/train",
+    "eval_loss": "loss/eval",
+    "rewards/margins": "reward_margin/train",
+    "eval_rewards/margins": "reward_margin/eval",
+    "rewards/accuracies": "reward_accuracy/train",
+    "eval_rewards/accuracies": "reward_accuracy/eval",
+    "learning_rate": "learning_rate",
+    "grad_norm": "grad_norm",
 }
 
 
@@ -50,7 +63,27 @@ def trim(directory: Path, last_step: int) -> None:
         os.replace(tmp, tsv)
 
 
-def step_curves(live):
+def no_curves(directory: Path, curves: dict[str, str]) -> None:
+    """A run that trained nothing (stage align without preference pairs): each curve as DVCLive's header with no
+    rows, so the declared plots exist, render empty, and are the same bytes on every machine."""
+    shutil.rmtree(directory / "plots" / "metrics", ignore_errors=True)  # a previous run's curves
+    for name in sorted(set(curves.values())):
+        tsv = directory / "plots" / "metrics" / f"{name}.tsv"
+        tsv.parent.mkdir(parents=True, exist_ok=True)
+        tsv.write_text(f"step\t{name.rsplit('/', 1)[-1]}\n", encoding="utf-8")  # DVCLive's header
+    (directory / "metrics.json").write_text("{}\n", encoding="utf-8")
+
+
+def last_logged(trainer, key: str) -> float | None:
+    return next((e[key] for e in reversed(trainer.state.log_history) if key in e), None)
+
+
+def logged_at(trainer, key: str, step: int) -> float | None:
+    """From the log history, which checkpoints carry over a resume."""
+    return next((e[key] for e in trainer.state.log_history if key in e and e.get("step") == step), None)
+
+
+def step_curves(live, curves: dict[str, str] = CURVES):
     """The DVCLive callback; built on call so that importing this module does not import transformers
     (Unsloth must be imported first when it is the backend)."""
     from transformers.integrations import DVCLiveCallback
@@ -68,7 +101,7 @@ def step_curves(live):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.live is None or not state.is_world_process_zero:
                 return control
-            values = {CURVES[k]: v for k, v in (logs or {}).items() if k in CURVES and isinstance(v, (int, float))}
+            values = {curves[k]: v for k, v in (logs or {}).items() if k in curves and isinstance(v, (int, float))}
             if values:
                 self.live.step = state.global_step
                 for name, value in values.items():

@@ -12,9 +12,8 @@ from pathlib import Path
 from vietlegal.errors import BaseModelError
 from vietlegal.model.tiny import cache_root
 from vietlegal.params import TrainConfig
-from vietlegal.train.backends import lora_settings
+from vietlegal.train.lora import DTYPES, lora_settings
 
-DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 COMPILE_LOCATION = "UNSLOTH_COMPILE_LOCATION"
 
 
@@ -41,19 +40,38 @@ class UnslothBackend:
     def load_model(self, base, cfg: TrainConfig, max_seq_length: int, seed: int, precision: str):
         from unsloth import FastLanguageModel
 
-        try:
-            model, _ = FastLanguageModel.from_pretrained(**from_pretrained_kwargs(base, cfg, max_seq_length, seed, precision))
-        except OSError as exc:
-            raise BaseModelError(
-                f"could not load the weights of {base.model_id!r} (revision {base.revision}): "
-                f"{str(exc).splitlines()[0] if str(exc) else exc!r}"
-            ) from exc
-        # Unsloth's own tokenizer is discarded: training, evaluation and serving share vietlegal.model.base.load_tokenizer's
+        model = load_base(base, cfg, max_seq_length, seed, precision)
         return FastLanguageModel.get_peft_model(model, **peft_kwargs(cfg, seed))
+
+    def load_adapter(self, base, adapter_dir: Path, cfg: TrainConfig, max_seq_length: int, seed: int,
+                     precision: str):
+        from peft import PeftModel
+        from unsloth import FastLanguageModel
+
+        model = load_base(base, cfg, max_seq_length, seed, precision)
+        # What FastLanguageModel.from_pretrained does itself when given an adapter directory (unsloth 2026.10.9,
+        # models/loader.py): the base as configured, PeftModel.from_pretrained(is_trainable=True), patch_peft_model.
+        # Loading the base here keeps base.revision and use_exact_model_name, which its own path reads elsewhere.
+        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
+        return FastLanguageModel.patch_peft_model(model, "unsloth" if cfg.gradient_checkpointing else False)
 
     def trainer_overrides(self, cfg: TrainConfig) -> dict:
         # Unsloth checkpoints through get_peft_model(use_gradient_checkpointing="unsloth"); HF's would double it
         return {"gradient_checkpointing": False}
+
+
+def load_base(base, cfg: TrainConfig, max_seq_length: int, seed: int, precision: str):
+    from unsloth import FastLanguageModel
+
+    try:
+        model, _ = FastLanguageModel.from_pretrained(**from_pretrained_kwargs(base, cfg, max_seq_length, seed, precision))
+    except OSError as exc:
+        raise BaseModelError(
+            f"could not load the weights of {base.model_id!r} (revision {base.revision}): "
+            f"{str(exc).splitlines()[0] if str(exc) else exc!r}"
+        ) from exc
+    # Unsloth's own tokenizer is discarded: training, evaluation and serving share vietlegal.model.base.load_tokenizer's
+    return model
 
 
 def from_pretrained_kwargs(base, cfg: TrainConfig, max_seq_length: int, seed: int, precision: str) -> dict:
