@@ -69,11 +69,15 @@ def test_below_the_greedy_threshold_is_the_argmax_whatever_the_seed():
 
 
 def test_the_temperature_that_killed_the_worker_is_greedy_and_a_small_one_samples_the_best():
-    """softmax(logits / 1e-40) overflowed to NaN and torch.multinomial raised; 1e-5 is sampled, safely."""
+    """softmax(logits / 1e-40) overflowed to NaN and torch.multinomial raised; 1e-5 is sampled, safely, at vLLM's
+    floor of 0.01 (it raises any smaller temperature to that), so both backends draw from the same distribution."""
     logits = torch.tensor([10.0, 30.0, 29.0])
     assert sampler.choose(logits, SamplingRequest([1], temperature=1e-40), torch.Generator().manual_seed(1)) == 1
     probs = sampler.distribution(logits, SamplingRequest([1], temperature=1e-5))
-    assert probs.tolist() == [0.0, 1.0, 0.0]
+    assert probs[0] == 0.0 and probs[1] > 0.999999 and 0 < probs[2] < 1e-40  # exp(-100): tiny, not NaN
+    for below in (1e-5, 1e-3, 0.0099):
+        assert torch.equal(sampler.distribution(logits, SamplingRequest([1], temperature=below)),
+                           sampler.distribution(logits, SamplingRequest([1], temperature=0.01)))
 
 
 def test_filters_keep_what_they_promise():

@@ -6,7 +6,7 @@ wheel's Python code on this CPU machine, at requirements-gpu.txt's versions), an
   SamplingParams that vLLM's own admission check (`InputProcessor.process_inputs`, on an engine config built from
   `engine_kwargs` for the tiny model) accepts, with and without the adapter's `LoRARequest`.
 - `engine_kwargs` (offline evaluation and the server worker's shapes) makes a real engine config.
-- Every call site in model/vllm_engine.py and serve/vllm_worker.py binds to the real signature.
+- Every call site in model/vllm_engine.py and serve/workers/vllm.py binds to the real signature.
 - The stand-in's verdicts equal vLLM's on generated arguments (valid and not), its signatures equal vLLM's.
 
 What stays unverified without a GPU: the engine running (kernels, memory, LoRA weights loading, decoding), and
@@ -36,7 +36,7 @@ SETTINGS = settings(max_examples=150, derandomize=True, deadline=None, database=
 CALL_SITES = {"llm.generate": "LLM.generate", "self.engine.generate": "AsyncLLM.generate",
               "self.engine.abort": "AsyncLLM.abort", "AsyncLLM.from_engine_args": "AsyncLLM.from_engine_args",
               "LoRARequest": "LoRARequest", "self._lora_request": "LoRARequest"}
-CALLERS = ("src/vietlegal/model/vllm_engine.py", "src/vietlegal/serve/vllm_worker.py")
+CALLERS = ("src/vietlegal/model/vllm_engine.py", "src/vietlegal/serve/workers/vllm.py")
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_engine_kwargs_make_a_real_engine_config_with_the_bounds_asked(engine, t
 
 
 def test_the_server_workers_engine_shape_makes_a_real_engine_config(oracle, tiny_base, tiny_adapter):
-    # As serve/vllm_worker.py calls it: several adapters, the largest rank a run-time version may have.
+    # As serve/workers/vllm.py calls it: several adapters, the largest rank a run-time version may have.
     kwargs = vllm_engine.engine_kwargs(str(tiny_base[0]), None, tiny_adapter, CONTEXT, 16, "bfloat16", 1,
                                        max_loras=4, ranks=(64,))
     made = oracle.ask("construct", cls="EngineArgs", kwargs=kwargs)
@@ -173,19 +173,25 @@ TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_siz
 BODY = st.fixed_dictionaries(
     {"messages": st.lists(TEXT.map(lambda t: {"role": "user", "content": t or "Tuổi kết hôn?"}), min_size=1, max_size=2)},
     optional={"max_tokens": st.one_of(st.integers(1, 64), st.integers(1, CONTEXT)),
-              "temperature": st.one_of(st.floats(0, 2), st.sampled_from([0, 0.001, 1e-7, 2])),
-              "top_p": st.one_of(st.floats(0, 1, exclude_min=True), st.just(1e-9)),
+              "temperature": st.one_of(st.floats(0, 2), st.sampled_from([0, 0.001, 1e-7, 1e-40, 2])),
+              "top_p": st.one_of(st.floats(0, 1), st.sampled_from([0, 1e-9])),
               "stop": st.one_of(TEXT, st.lists(TEXT, max_size=4)),
-              "seed": st.one_of(st.integers(0, 2**63 - 1), st.sampled_from([0, 2**63 - 1])),
+              "seed": st.one_of(st.integers(-2**63, 2**63 - 1), st.sampled_from([0, -1, 2**63 - 1, -2**63])),
+              "n": st.integers(1, 3),
+              "presence_penalty": st.floats(-2, 2), "frequency_penalty": st.floats(-2, 2),
+              "repetition_penalty": st.floats(0.01, 4), "top_k": st.sampled_from([-1, 0, 1, 5, 50]),
+              "min_p": st.floats(0, 1), "min_tokens": st.integers(0, 8), "ignore_eos": st.booleans(),
+              "stop_token_ids": st.lists(st.integers(0, 255), max_size=3),
+              "logprobs": st.booleans(), "top_logprobs": st.integers(0, 5),
               "response_format": RESPONSE_FORMAT})
 
 
 @pytest.fixture(scope="module")
 def validator(tiny_tokenizer, tiny_adapter, tiny_base):
     from vietlegal.params import TINY_MODEL_ID
-    from vietlegal.serve.catalog import open_catalog
-    from vietlegal.serve.parsing import Validator
-    from vietlegal.serve.version import BaseVersion
+    from vietlegal.serve.protocol.convert import Validator
+    from vietlegal.serve.versions.catalog import open_catalog
+    from vietlegal.serve.versions.version import BaseVersion
 
     catalog = open_catalog(BaseVersion(TINY_MODEL_ID, tiny_base[1]), CONTEXT, {"vietlegal": tiny_adapter}, {}, merged=True)
     return Validator(tiny_tokenizer, context=CONTEXT, default_max_tokens=32, catalog=catalog)
@@ -205,7 +211,7 @@ def stand_in_admits(config, payload: dict, end_ids: set[int], lora: list | None)
 @SETTINGS
 @given(body=BODY, with_adapter=st.booleans())
 def test_every_request_the_server_accepts_vllm_admits(oracle, engine, validator, tiny_adapter, body, with_adapter):
-    from vietlegal.serve.protocol import ApiError
+    from vietlegal.serve.protocol.errors import ApiError
 
     try:
         job = validator.parse(json.dumps(body).encode(), "chatcmpl-contract")
@@ -214,24 +220,24 @@ def test_every_request_the_server_accepts_vllm_admits(oracle, engine, validator,
         return  # refused with a 4xx by the server: never reaches vLLM
     event(f"accepted, {'json_schema' if job.sampling.json_schema else 'json_object' if job.sampling.json_object else 'text'}")
     validator.catalog.release(job.target)
-    payload = json.loads(json.dumps(job.payload()))
     lora = ["v1", 1, str(tiny_adapter)] if with_adapter else None
-    real = oracle.ask("request", payload=payload, end_ids=sorted(validator.end_ids), lora=lora)
-    assert real["ok"], f"the server accepted {body} but vLLM refuses it: {real['error']}"
-    assert (real["max_tokens"], real["seed"]) == (payload["max_new_tokens"], payload["seed"])
-    assert real["stop"] == payload["stop"] and real["stop_token_ids"] == sorted(validator.end_ids)
-    if payload["json_schema"] is not None:
-        assert real["structured"]["json"] == json.loads(payload["json_schema"])
-    assert real["structured"] is None or real["structured"]["json_object"] in (None, True)
-    stand_in_admits(strict_vllm.Config(CONTEXT, 3000, True), payload, validator.end_ids, lora)
+    for payload in json.loads(json.dumps(job.payloads())):  # one per choice (n), as the worker gets them
+        real = oracle.ask("request", payload=payload, end_ids=sorted(validator.end_ids), lora=lora)
+        assert real["ok"], f"the server accepted {body} but vLLM refuses it: {real['error']}"
+        seed = None if payload["seed"] is None else payload["seed"] % 2**64  # the HF loop's torch seed, unsigned
+        assert (real["max_tokens"], real["seed"]) == (payload["max_new_tokens"], seed)
+        assert (real["stop"] or None) == (payload["stop"] or None)
+        ends = set() if payload["ignore_eos"] else validator.end_ids
+        assert real["stop_token_ids"] == sorted(set(payload["stop_token_ids"]) | ends)
+        if payload["json_schema"] is not None:
+            assert real["structured"]["json"] == json.loads(payload["json_schema"])
+        assert real["structured"] is None or real["structured"]["json_object"] in (None, True)
+        stand_in_admits(strict_vllm.Config(CONTEXT, 3000, True), payload, validator.end_ids, lora)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 (schema depth at parse time): the parser lets a schema nested deeper "
-                                       "than vLLM's 64 levels through, which the vLLM backend then fails as a 5xx. "
-                                       "Remove this marker when that fix is merged.")
 @pytest.mark.parametrize("levels", [65, 100])
 def test_a_schema_vllm_refuses_as_too_deep_is_refused_by_the_server(oracle, engine, validator, levels):
-    from vietlegal.serve.protocol import ApiError
+    from vietlegal.serve.protocol.errors import ApiError
 
     body = {"messages": [{"role": "user", "content": "Tuổi kết hôn?"}],
             "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": nested_schema(levels)}}}

@@ -9,7 +9,8 @@ carry (the HF loop's half of `SamplingRequest`; vLLM applies the same fields its
 Why it cannot fail on a value: the logits are float32 with their maximum subtracted before the temperature divides
 them, so every exponent is <= 0 and the largest is exactly 1: the distribution always sums to >= 1 and holds no
 NaN, at temperature 1e-40 as at 2 (softmax of logits/1e-40 overflowed before; torch.multinomial then raised and
-took the worker down). A temperature below GREEDY_BELOW is greedy, as in vLLM (its `_SAMPLING_EPS`). A row with no
+took the worker down). A temperature below GREEDY_BELOW is greedy, and one below MIN_TEMPERATURE is raised to it,
+as vLLM does (model.sampling says where both come from), so the two backends decode a request alike. A row with no
 finite logit at all (a model that produced NaN everywhere, or a grammar that allows nothing) raises
 GenerationError: that request fails alone.
 """
@@ -20,8 +21,7 @@ from collections.abc import Sequence
 import torch
 
 from vietlegal.errors import GenerationError
-
-GREEDY_BELOW = 1e-5  # vLLM's _SAMPLING_EPS: below it, temperature means greedy
+from vietlegal.model.sampling import GREEDY_BELOW, MIN_TEMPERATURE
 LOGPROB_FLOOR = -9999.0  # what OpenAI and vLLM report for an impossible token (-inf is not JSON)
 
 
@@ -72,7 +72,7 @@ def choose(logits: torch.Tensor, request, generator: torch.Generator | None) -> 
 def distribution(logits: torch.Tensor, request) -> torch.Tensor:
     """Probabilities (float32, non-negative, largest exactly 1 before normalisation) after the filters."""
     logits = finite(logits)
-    scaled = (logits - logits.max()) / max(request.temperature, GREEDY_BELOW)
+    scaled = (logits - logits.max()) / max(request.temperature, MIN_TEMPERATURE)
     if request.top_k > 0 and request.top_k < scaled.shape[-1]:
         kth = scaled.topk(request.top_k).values[-1]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))

@@ -20,6 +20,12 @@ from dataclasses import dataclass
 
 from vietlegal.errors import GenerationError
 
+# Temperatures as vLLM 0.33 reads them (sampling_params.py), so both backends decode a request alike: below
+# GREEDY_BELOW (its _SAMPLING_EPS) greedy; from there up to MIN_TEMPERATURE (its _MAX_TEMP, "may cause numerical
+# errors") raised to MIN_TEMPERATURE. vLLM itself raises even 1e-40 to 0.01 and samples; it gets 0.0 for those here.
+GREEDY_BELOW = 1e-5
+MIN_TEMPERATURE = 0.01
+
 INT64 = 2**63
 
 
@@ -27,7 +33,7 @@ INT64 = 2**63
 class SamplingRequest:
     prompt_ids: Sequence[int]
     max_new_tokens: int = 64  # 0: prompt only (completions' echo with prompt logprobs)
-    temperature: float = 0.0  # below model.sampler.GREEDY_BELOW (0 included): greedy, repeatable
+    temperature: float = 0.0  # below GREEDY_BELOW (0 included): greedy, repeatable
     top_p: float = 1.0  # 0 keeps only the most likely token (greedy)
     stop: Sequence[str] = ()
     seed: int | None = None  # with temperature > 0: same seed, same sample (any int64)
@@ -85,12 +91,17 @@ def vllm_sampling_kwargs(request: SamplingRequest, end_ids: set[int]) -> dict:
     """vllm.SamplingParams keyword arguments with the same meaning as the HF loop's decoding; a structure comes as
     the keyword arguments of vllm's StructuredOutputsParams (`model.vllm_engine.sampling_params` builds both).
     Fields at their default are left out (SamplingParams' own defaults are the same)."""
-    greedy = request.top_p <= 0  # vLLM refuses top_p 0; it keeps only the most likely token: greedy
+    # vLLM refuses top_p 0 (it keeps only the most likely token: greedy); it would raise a temperature below
+    # GREEDY_BELOW to MIN_TEMPERATURE and sample, where the HF loop is greedy
+    only_best = request.top_p <= 0
+    greedy = only_best or request.temperature < GREEDY_BELOW
     kwargs = {
         "max_tokens": max(request.max_new_tokens, 1),  # 0 (prompt only): vLLM needs 1; the worker drops it
-        "temperature": 0.0 if greedy else request.temperature,  # below 1e-5 vLLM decodes greedily too
-        "top_p": 1.0 if greedy else request.top_p,
-        "seed": request.seed,
+        "temperature": 0.0 if greedy else request.temperature,  # vLLM raises one below MIN_TEMPERATURE to it
+        "top_p": 1.0 if only_best else request.top_p,
+        # vLLM reads seed -1 as "no seed"; torch seeds are uint64 and wrap a negative one the same way, so the
+        # unsigned form is the seed the HF loop's generator gets, for every int64 the spec allows.
+        "seed": None if request.seed is None else request.seed % 2**64,
         "stop": list(request.stop) or None,
         # The end-of-turn ids stop the answer unless ignore_eos; a request's own stop_token_ids always do.
         "stop_token_ids": sorted(set(request.stop_token_ids) | (set() if request.ignore_eos else set(end_ids))),

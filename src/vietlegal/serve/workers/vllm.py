@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from vietlegal.model.adapter import BASE_ADAPTER
 from vietlegal.model.sampling import SamplingRequest
-from vietlegal.model.vllm_engine import adapter_rank, engine_kwargs, lora_rank_slot, sampling_params
+from vietlegal.model.vllm_engine import adapter_rank, engine_kwargs, lora_rank_slot, lora_request, sampling_params
 from vietlegal.serve.protocol.piece import Piece
 from vietlegal.serve.workers.base import ChatAPI
 
@@ -31,7 +31,6 @@ class VLLMChatAPI(ChatAPI):
 
     def setup(self, device: str) -> None:  # pragma: no cover - needs a GPU and vllm
         from vllm import AsyncEngineArgs
-        from vllm.lora.request import LoRARequest
         from vllm.v1.engine.async_llm import AsyncLLM
 
         from transformers import AutoTokenizer
@@ -54,11 +53,11 @@ class VLLMChatAPI(ChatAPI):
         ranks = tuple(adapter_rank(path) for path in self.adapters_at.values()) + (self.max_lora_rank,)
         args = engine_kwargs(base.path, base.revision, self.adapter_dir, context, self.max_num_seqs,
                              dtype_name(inference_dtype("cuda")), self.tensor_parallel_size,
-                             max_loras=max(self.max_loras, len(self.adapters_at)), ranks=ranks)
-        args["gpu_memory_utilization"] = self.gpu_memory_utilization  # serve.gpu_memory_utilization
+                             max_loras=max(self.max_loras, len(self.adapters_at)), ranks=ranks,
+                             gpu_memory_utilization=self.gpu_memory_utilization)
         self.rank_slot = args["max_lora_rank"]
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
-        self._lora_request = LoRARequest
+        self._lora_request = lora_request  # vLLM's LoRARequest by its keyword names
         for key, path in self.adapters_at.items():
             self._load(key, path)
         if self.liveness is not None:
