@@ -79,6 +79,10 @@ class AdapterManifest:
 def read_manifest(adapter_dir: str | Path) -> AdapterManifest:
     path = Path(adapter_dir) / SETTINGS_FILE
     if not path.exists():
+        why = Path(adapter_dir) / "NOT_TRAINED.txt"  # stage align with nothing to train says why there
+        if why.is_file():
+            raise AdapterIncomplete(f"{adapter_dir}: no adapter was trained here: "
+                                    f"{why.read_text(encoding='utf-8').strip()} (docs/review.md: `dvc repro align`)")
         raise AdapterIncomplete(
             f"{path}: not found. Train one with `dvc repro train`, or fetch the pushed one with "
             f"`dvc pull {Path(adapter_dir).as_posix()}`"
