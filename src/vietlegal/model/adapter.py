@@ -40,6 +40,9 @@ class AdapterManifest:
     hardware: dict = field(default_factory=dict)
     context: dict = field(default_factory=lambda: dict(NO_CONTEXT))  # retrieved provisions in training prompts
     files: dict = field(default_factory=dict)  # relpath -> md5 of every other file: a half-copied directory shows
+    # Set on an export (vietlegal.export): the adapter folded into the weights, {"adapter_version": its directory
+    # md5, "dtype": ...}; such a directory is a whole model, loaded without PEFT.
+    merged: dict = field(default_factory=dict)
 
     @property
     def trained_with_context(self) -> bool:
@@ -58,6 +61,7 @@ class AdapterManifest:
             "hardware": self.hardware,
             "context": self.context,
             "files": self.files,
+            **({"merged": self.merged} if self.merged else {}),  # absent on adapters: their bytes stay as they were
         }
 
     @classmethod
@@ -66,7 +70,7 @@ class AdapterManifest:
         if not isinstance(base, dict) or not isinstance(base.get("model"), str) or not base["model"]:
             raise AdapterError(f"{where}: missing base.model; retrain or fix the file")
         fields = {k: data[k] for k in ("max_seq_length", "seed", "train", "data_hash", "run_key", "versions",
-                                       "backend", "hardware", "context", "files") if data.get(k) is not None}
+                                       "backend", "hardware", "context", "files", "merged") if data.get(k) is not None}
         return cls(base["model"], base.get("revision"), **fields)
 
     def write(self, adapter_dir: str | Path) -> None:
