@@ -17,6 +17,7 @@ import os
 import runpy
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -67,6 +68,25 @@ def quantize(llama: LlamaCpp, source: Path, out: Path, fmt: str, threads: int | 
     """`source` (a float GGUF) quantised to `fmt` (q8_0, q4_k_m, ...) by llama-quantize."""
     _run([str(llama.quantize), str(source), str(out), fmt.upper(), str(threads or os.cpu_count() or 1)],
          "llama-quantize")
+
+
+def write_all(llama: LlamaCpp, merged_dir: Path, gguf_dir: Path, formats: tuple[str, ...], tokenizer,
+              metadata: dict) -> dict[str, dict]:
+    """Every format's file in `gguf_dir`, checked: {format: facts}, in the order of `formats`. The float files come
+    from the converter, the others from the quantiser, out of the widest float file listed."""
+    floats = [f for f in GGUF_FLOAT_FORMATS if f in formats]
+    facts = {}
+    for fmt in floats + [f for f in formats if f not in floats]:
+        path = gguf_dir / file_name(fmt)
+        t0 = time.perf_counter()
+        if fmt in floats:
+            convert(llama, merged_dir, path, fmt, metadata)
+        else:
+            quantize(llama, gguf_dir / file_name(floats[0]), path, fmt)
+        facts[fmt] = {**check(path, tokenizer), "seconds_to_write": round(time.perf_counter() - t0, 1)}
+        print(f"export: {path.name} {facts[fmt]['bytes'] / 2**20:.1f} MiB in {facts[fmt]['seconds_to_write']}s",
+              file=sys.stderr)
+    return {fmt: facts[fmt] for fmt in formats}
 
 
 def check(path: Path, tokenizer) -> dict:

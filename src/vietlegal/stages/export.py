@@ -31,6 +31,7 @@ from vietlegal.export.merge import merge
 from vietlegal.metrics.asking import ask, served_perplexity
 from vietlegal.metrics.scoring import score_all
 from vietlegal.model.adapter import AdapterManifest, file_digests
+from vietlegal.model.base import context_window
 from vietlegal.params import GGUF_FLOAT_FORMATS, Params
 from vietlegal.stage_cli import stage_args
 
@@ -39,37 +40,33 @@ FILES = {"adapter": None, "test": paths.TEST_SPLIT, "answers": paths.ANSWERS, "p
 PARAM_FILES = ("export.adapter",)
 DISABLED_NOTE = "DISABLED.txt"
 MAX_CONTEXT = 4096  # llama-server's context when scoring: the prompts and answers fit; an 8B's full 128k would not
+# The Modelfile's num_ctx: the model's window up to 8k tokens (Llama-3.1-8B's KV cache: 128 KiB a token, 1 GiB).
+MAX_IN_HOUSE_CONTEXT = 8192
 
 
 def write_files(params: Params, llama: LlamaCpp, adapter_dir: Path, out_dir: Path) -> tuple[AdapterManifest, dict]:
     """The merged directory and every GGUF file with its Modelfile; (the manifest, {format: file facts})."""
-    manifest = merge(adapter_dir, out_dir / "merged")
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(out_dir / "merged"))
-    gguf_dir = out_dir / "gguf"
+    merged_dir, gguf_dir = out_dir / "merged", out_dir / "gguf"
+    manifest = merge(adapter_dir, merged_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
     gguf_dir.mkdir(parents=True)
-    version = manifest.merged["adapter_version"]
-    metadata = {"general.name": "vietlegal", "general.version": version[:12], "general.languages": ["vi"],
-                "general.description": f"vietlegal adapter {version} merged into {manifest.base_model}"
-                                       f"@{manifest.base_revision}; data {manifest.data_hash}"}
-    formats = params.export.formats
-    floats = [f for f in GGUF_FLOAT_FORMATS if f in formats]  # widest first: the quantiser's source
-    facts = {}
-    for fmt in floats + [f for f in formats if f not in floats]:
-        path = gguf_dir / gguf_files.file_name(fmt)
-        t0 = time.perf_counter()
-        if fmt in floats:
-            gguf_files.convert(llama, out_dir / "merged", path, fmt, metadata)
-        else:
-            gguf_files.quantize(llama, gguf_dir / gguf_files.file_name(floats[0]), path, fmt)
-        facts[fmt] = {**gguf_files.check(path, tokenizer), "seconds_to_write": round(time.perf_counter() - t0, 1)}
-        modelfile.write(path, params.prepare.system_prompt, context_for(params))
-        print(f"export: {path.name} {facts[fmt]['bytes'] / 2**20:.1f} MiB in {facts[fmt]['seconds_to_write']}s",
-              file=sys.stderr)
+    facts = gguf_files.write_all(llama, merged_dir, gguf_dir, params.export.formats, tokenizer, gguf_metadata(manifest))
+    context = min(MAX_IN_HOUSE_CONTEXT, context_window(AutoConfig.from_pretrained(str(merged_dir))))
+    for fmt in facts.values():
+        modelfile.write(gguf_dir / fmt["file"], params.prepare.system_prompt, context)
     # Written last, listing every other file's md5 (as the adapter's): a half-pulled directory shows.
     dataclasses.replace(manifest, files=file_digests(gguf_dir)).write(gguf_dir)
-    return manifest, {fmt: facts[fmt] for fmt in formats}
+    return manifest, facts
+
+
+def gguf_metadata(manifest: AdapterManifest) -> dict:
+    """general.* keys of every GGUF file: which adapter version, base and data it holds."""
+    version = manifest.merged["adapter_version"]
+    return {"general.name": "vietlegal", "general.version": version[:12], "general.languages": ["vi"],
+            "general.description": f"vietlegal adapter {version} merged into {manifest.base_model}"
+                                   f"@{manifest.base_revision}; data {manifest.data_hash}"}
 
 
 def context_for(params: Params) -> int:
