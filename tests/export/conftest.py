@@ -9,8 +9,13 @@ import pytest
 
 @pytest.fixture(scope="session")
 def llama_cpp():
-    from vietlegal.export.llama_cpp import ensure_built
+    import shutil
 
+    from vietlegal.export.llama_cpp import LlamaCpp, cache_dir, ensure_built
+
+    missing = [tool for tool in ("cmake", "make", "c++") if shutil.which(tool) is None]
+    if missing and not LlamaCpp(cache_dir()).complete():
+        pytest.skip(f"building llama.cpp needs {', '.join(missing)}: apt-get install cmake g++ make (.ci/run does)")
     return ensure_built()
 
 

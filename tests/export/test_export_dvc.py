@@ -1,6 +1,6 @@
 """DVC-level, as a new user tries it: after the pipeline `dvc repro export` is off (a note, {"enabled": false},
 nothing built); with export.enabled only the export stage reruns and writes the merged model, the GGUF files with
-their Modelfiles and each format's cost; and on another machine `dvc pull models/export` is the one command.
+their Modelfiles and each format's cost; and on another machine `dvc pull models/export` is the one command (or one format's two files).
 Runs in a throwaway copy of the project (tests/helpers/project_copy.py), on a tiny sample and a 4-step training."""
 from __future__ import annotations
 
@@ -64,3 +64,9 @@ def test_repro_export_off_then_on_and_pull_it_elsewhere(tmp_path, llama_cpp):
     assert check_complete(pulled / "merged").merged["adapter_version"] == report["adapter"]["version"]
     assert check_complete(pulled / "gguf").files == check_complete(export / "gguf").files
     assert {p.name for p in (pulled / "gguf").glob("*.gguf")} == {f"vietlegal-{f}.gguf" for f in FORMATS}
+
+    # A machine that runs one format pulls that file and its Modelfile alone.
+    small = project.clone(tmp_path / "workstation")
+    small.dvc("pull", "models/export/gguf/vietlegal-q4_k_m.gguf", "models/export/gguf/vietlegal-q4_k_m.Modelfile")
+    assert sorted(p.name for p in (small.path / "models" / "export").rglob("*") if p.is_file()) == [
+        "vietlegal-q4_k_m.Modelfile", "vietlegal-q4_k_m.gguf"]

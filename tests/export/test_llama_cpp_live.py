@@ -124,3 +124,21 @@ def test_the_f16_file_answers_with_the_tokens_vietlegal_serve_gives_the_adapter(
                 theirs.choices[0].finish_reason) == (
             ours.usage.prompt_tokens, ours.choices[0].message.content, ours.usage.completion_tokens,
             ours.choices[0].finish_reason)
+
+
+def test_llama_cpp_enforces_the_structured_legal_answer_schema(f16_server):
+    """Structured output in-house: llama-server turns response_format's JSON schema into a grammar, so even the
+    tiny model's answer parses and validates (what `vietlegal score` reads as answer plus citations)."""
+    from importlib import resources
+
+    import jsonschema
+
+    schema = json.loads(resources.files("vietlegal.resources").joinpath("legal_answer.schema.json").read_text("utf-8"))
+    client = openai.OpenAI(base_url=f16_server.url + "/v1", api_key="none", max_retries=0, timeout=120)
+    for seed in range(3):
+        r = client.chat.completions.create(
+            model=ALIAS, messages=[{"role": "user", "content": QA[seed][0]}], temperature=0.8, seed=seed,
+            max_tokens=1024, response_format={"type": "json_schema", "json_schema": {"name": "legal_answer",
+                                                                                     "schema": schema}})
+        assert r.choices[0].finish_reason == "stop"
+        jsonschema.validate(json.loads(r.choices[0].message.content), schema)

@@ -109,7 +109,7 @@ def compare(formats: dict, scored: dict, answers: dict[str, dict], transformers_
             f"same_answer_as_{reference}": sum(a["prediction"] == b["prediction"] for a, b in zip(rows, ref["rows"]))
             / len(rows),
             "same_answer_as_transformers": (sum(r["prediction"] == answers[r["id"]]["tuned"] for r in rows) / len(rows)
-                                            if all(r["id"] in answers for r in rows) else None),
+                                            if answers and all(r["id"] in answers for r in rows) else None),
             "ended_on_end_of_turn": sum(r["finish_reason"] == "stop" for r in rows) / len(rows),
         }
     return out
@@ -131,10 +131,7 @@ def run(params: Params, adapter_dir: Path, test_path: Path, answers_path: Path, 
 
     tokenizer = AutoTokenizer.from_pretrained(str(out_dir / "merged"))
     cases = read_test_split(test_path, params.export.limit)
-    answers = {r["id"]: r for r in read_answers(answers_path)}
-    per_example = read_perplexity(perplexity_path).get("per_example", {})
-    known = [per_example[c.id]["tuned"] for c in cases if c.id in per_example]
-    transformers_ppl = (_ppl(known) if len(known) == len(cases) else None)
+    answers, transformers_ppl = transformers_reference(params, adapter_dir, cases, answers_path, perplexity_path)
     with tempfile.TemporaryDirectory(prefix="llama-server-") as logs:
         scored = {fmt: score_format(params, llama, out_dir / "gguf" / facts["file"], tokenizer, cases, Path(logs))
                   for fmt, facts in formats.items()}
@@ -154,8 +151,19 @@ def run(params: Params, adapter_dir: Path, test_path: Path, answers_path: Path, 
     return report
 
 
-def _ppl(per_example: list[dict]) -> float:
-    return math.exp(sum(e["nll_sum"] for e in per_example) / sum(e["answer_tokens"] for e in per_example))
+def transformers_reference(params: Params, adapter_dir: Path, cases, answers_path: Path,
+                           perplexity_path: Path) -> tuple[dict[str, dict], float | None]:
+    """What the generate and perplexity stages computed with transformers for the same questions: the greedy
+    answers by id and the perplexity. Only when they ran this adapter (export.adapter is the pipeline's) and, for
+    the answers, greedily; else ({}, None) and the comparisons are left out."""
+    if Path(adapter_dir) != Path(paths.ADAPTER):
+        return {}, None
+    answers = {r["id"]: r for r in read_answers(answers_path)} if params.generate.temperature == 0 else {}
+    per_example = read_perplexity(perplexity_path).get("per_example", {})
+    known = [per_example[c.id]["tuned"] for c in cases if c.id in per_example]
+    if len(known) != len(cases):
+        return answers, None
+    return answers, math.exp(sum(e["nll_sum"] for e in known) / sum(e["answer_tokens"] for e in known))
 
 
 def main(argv: list[str] | None = None) -> int:
