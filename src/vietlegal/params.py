@@ -303,7 +303,6 @@ class ExportConfig:
     adapter: str = paths.ADAPTER  # what is merged: the trained adapter (or another with its manifest, e.g. aligned)
     formats: tuple[str, ...] = ("f16", "q8_0", "q4_k_m")  # GGUF files written and scored; one float format at least
     limit: int | None = None  # score each format on the first N test questions only (null: all)
-    max_new_tokens: int = 64  # answers asked of each format for ROUGE / citation F1 (greedy)
 
     def __post_init__(self) -> None:
         formats = tuple(str(f).lower() for f in self.formats)
@@ -316,7 +315,7 @@ class ExportConfig:
         if len(set(formats)) != len(formats) or not any(f in GGUF_FLOAT_FORMATS for f in formats):
             raise ConfigError(f"export.formats: {list(formats)} must be distinct and hold a float format (f16, bf16 "
                               "or f32): the quantised files are made from it")
-        _at_least("export", self, ("limit", "max_new_tokens"), 1)
+        _at_least("export", self, ("limit",), 1)
 
 
 SECTIONS: dict[str, type] = {

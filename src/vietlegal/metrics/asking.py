@@ -17,11 +17,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from vietlegal.data.conversation import Conversation
 from vietlegal.errors import ConfigError, DataError
-from vietlegal.metrics.likelihood import Perplexity
 from vietlegal.model.chat import IGNORE_INDEX, encode_example
+
+if TYPE_CHECKING:
+    from vietlegal.metrics.likelihood import Perplexity
 
 FORCE = 100.0  # logit bias that makes the reference token the greedy choice (OpenAI's maximum)
 
@@ -87,6 +90,8 @@ def _among_all(client, model: str, prefix: list[int], token: int, tokenizer) -> 
 def served_perplexity(client, model: str, tokenizer, cases: list[Conversation], max_length: int,
                       on_case: Callable[[int], None] | None = None) -> Perplexity:
     """Perplexity of the reference answers under the served model (see the module's docstring)."""
+    from vietlegal.metrics.likelihood import Perplexity  # imports torch: not for `vietlegal score` without it
+
     per_example, truncated = [], 0
     for case in cases:
         example = encode_example(tokenizer, case.messages, max_length)
