@@ -140,6 +140,8 @@ def run(params: Params, adapter_dir: Path, test_path: Path, answers_path: Path, 
         "adapter": {"dir": str(adapter_dir), "version": manifest.merged["adapter_version"]},
         "base": {"model": manifest.base_model, "revision": manifest.base_revision},
         "data_hash": manifest.data_hash,
+        # Such a model expects retrieved provisions in its prompts, which llama-server and Ollama do not add.
+        "trained_with_context": manifest.trained_with_context,
         "llama_cpp": llama.info()["source"],
         "questions": len(cases),
         "answer_tokens": next(iter(scored.values()))["perplexity"].answer_tokens,
@@ -174,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     if not report["enabled"]:
         print("export: off (set export.enabled: true to write the merged model and GGUF files)", file=sys.stderr)
         return 0
+    if report["trained_with_context"]:
+        print("export: this adapter was trained with retrieved provisions in its prompts (rag.train_with_context); "
+              "llama-server and Ollama retrieve nothing: put the provisions into the prompt (docs/export.md)",
+              file=sys.stderr)
     reference = report["reference_format"]
     for fmt, m in report["formats"].items():
         print(f"export: {fmt:>7} {m['bytes'] / 2**20:8.1f} MiB  perplexity {m['perplexity']:.4f} "
