@@ -75,14 +75,6 @@ class LlamaServer:
         except OSError:
             return None
 
-    def peak_rss_bytes(self) -> int | None:
-        """The server's peak resident memory so far (Linux: VmHWM), while it runs."""
-        status = Path(f"/proc/{self.proc.pid}/status") if self.proc else None
-        if status is None or not status.exists():
-            return None
-        line = next((x for x in status.read_text().splitlines() if x.startswith("VmHWM:")), None)
-        return int(line.split()[1]) * 1024 if line else None
-
     def log_tail(self, lines: int = 20) -> str:
         text = self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])

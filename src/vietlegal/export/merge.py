@@ -8,8 +8,8 @@
       vietlegal.json   the adapter's manifest (base, revision, data hash, versions...) plus `merged`: the adapter
                        version folded in; `files` lists this directory's md5s
 
-transformers loads it with `from_pretrained(DIR)`, vLLM serves it without --enable-lora, and llama.cpp's
-converter reads it. Written to a staging sibling and renamed into place, like the adapter.
+transformers loads it with `from_pretrained(DIR)`, llama.cpp's converter reads it, and it is the plain Hugging Face
+layout vLLM loads without --enable-lora (not run here: no GPU). Written to a staging sibling and renamed into place, like the adapter.
 """
 from __future__ import annotations
 
@@ -39,9 +39,8 @@ def merge(adapter_dir: Path, out_dir: Path) -> AdapterManifest:
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
-    merged = dataclasses.replace(manifest, merged={"adapter_version": dir_md5(adapter_dir),
-                                                   "dtype": str(model.dtype).removeprefix("torch.")})
-    merged = dataclasses.replace(merged, files=file_digests(staging))
+    merged = dataclasses.replace(manifest, files=file_digests(staging), merged={
+        "adapter_version": dir_md5(adapter_dir), "dtype": str(model.dtype).removeprefix("torch.")})
     merged.write(staging)
     replace_dir(staging, out_dir)
     return merged

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vietlegal.data.conversation import Conversation
@@ -52,9 +51,8 @@ def token_logprob(client, model: str, prefix: list[int], token: int, tokenizer) 
     logprobs = _one_token(client, model, prefix, token, 1).get("logprobs") or {}
     if logprobs.get("content"):  # llama.cpp: [{"id", "token", "logprob", "top_logprobs"}] per generated token
         got, value = logprobs["content"][0].get("id"), logprobs["content"][0].get("logprob")
-    elif logprobs.get("token_logprobs"):  # OpenAI / vLLM: parallel lists of token texts and log-probabilities
-        got = token if logprobs["tokens"][0] == tokenizer.decode([token]) else None
-        value = logprobs["token_logprobs"][0]
+    elif logprobs.get("token_logprobs"):  # OpenAI / vLLM: parallel lists of tokens and log-probabilities
+        got, value = _token_id(logprobs["tokens"][0], token, tokenizer), logprobs["token_logprobs"][0]
     else:
         # llama.cpp records a generated token's probabilities only once its text is whole UTF-8, so a token that
         # ends inside a character (a byte-level piece such as the first two bytes of "ạ") comes back without them.
@@ -66,12 +64,20 @@ def token_logprob(client, model: str, prefix: list[int], token: int, tokenizer) 
     return float(value)
 
 
+def _token_id(reported: str, expected: int, tokenizer) -> int | None:
+    """vLLM writes "token_id:N" when asked (return_tokens_as_token_ids), other servers the token's text."""
+    if reported.startswith("token_id:"):
+        return int(reported.removeprefix("token_id:"))
+    return expected if reported == tokenizer.decode([expected]) else None
+
+
 def _one_token(client, model: str, prefix: list[int], forced: int, logprobs: int) -> dict:
     import openai
 
     try:
         r = client.completions.create(model=model, prompt=prefix, max_tokens=1, temperature=0, logprobs=logprobs,
-                                      logit_bias={str(forced): FORCE})
+                                      logit_bias={str(forced): FORCE},
+                                      extra_body={"return_tokens_as_token_ids": True})  # vLLM's; others ignore it
     except openai.APIError as exc:
         raise ConfigError(f"{client.base_url}: /v1/completions with token ids, logprobs and logit_bias: {exc}") from None
     return r.choices[0].model_dump() if r.choices else {}
@@ -87,8 +93,7 @@ def _among_all(client, model: str, prefix: list[int], token: int, tokenizer) -> 
     return float(found[0])
 
 
-def served_perplexity(client, model: str, tokenizer, cases: list[Conversation], max_length: int,
-                      on_case: Callable[[int], None] | None = None) -> Perplexity:
+def served_perplexity(client, model: str, tokenizer, cases: list[Conversation], max_length: int) -> Perplexity:
     """Perplexity of the reference answers under the served model (see the module's docstring)."""
     from vietlegal.metrics.likelihood import Perplexity  # imports torch: not for `vietlegal score` without it
 
@@ -100,8 +105,6 @@ def served_perplexity(client, model: str, tokenizer, cases: list[Conversation], 
         nll = [-token_logprob(client, model, ids[:i], ids[i], tokenizer)
                for i in range(1, len(ids)) if example.labels[i] != IGNORE_INDEX]
         per_example.append({"nll_sum": sum(nll), "answer_tokens": len(nll)})
-        if on_case:
-            on_case(1)
     total_nll, total_tokens = sum(e["nll_sum"] for e in per_example), sum(e["answer_tokens"] for e in per_example)
     if total_tokens == 0:
         raise DataError(f"no answer tokens to score in {len(cases)} conversation(s): every answer was cut at "
