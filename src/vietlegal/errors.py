@@ -48,3 +48,7 @@ class HardwareError(UserError, RuntimeError):
 
 class RemoteError(UserError):
     """A fault of the DVC remote or of this machine's settings for it."""
+
+
+class ExportError(UserError, RuntimeError):
+    """The export stage cannot build llama.cpp, convert or quantise the model; the message says what to do."""

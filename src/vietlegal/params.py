@@ -382,6 +382,36 @@ class RagConfig:
                 raise ConfigError(f"rag.in_force_on: {self.in_force_on!r} is not a date; write YYYY-MM-DD or null") from None
 
 
+# GGUF formats: the converter writes the float ones, llama.cpp's quantiser the others from the widest float one.
+# The IQ* types need an importance matrix (not computed here), so they are not offered.
+GGUF_FLOAT_FORMATS = ("f32", "f16", "bf16")
+GGUF_QUANT_FORMATS = ("q8_0", "q6_k", "q5_k_m", "q5_k_s", "q5_0", "q5_1", "q4_k_m", "q4_k_s", "q4_0", "q4_1",
+                      "q3_k_l", "q3_k_m", "q3_k_s", "q2_k")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """The in-house artefacts (docs/export.md): a merged model directory and GGUF files for llama.cpp / Ollama."""
+
+    enabled: bool = False  # off: the stage writes a marker and {"enabled": false}, nothing else
+    adapter: str = paths.ADAPTER  # what is merged: the trained adapter (or another with its manifest, e.g. aligned)
+    formats: tuple[str, ...] = ("f16", "q8_0", "q4_k_m")  # GGUF files written and scored; one float format at least
+    limit: int | None = None  # score each format on the first N test questions only (null: all)
+
+    def __post_init__(self) -> None:
+        formats = tuple(str(f).lower() for f in self.formats)
+        object.__setattr__(self, "formats", formats)
+        known = GGUF_FLOAT_FORMATS + GGUF_QUANT_FORMATS
+        unknown = [f for f in formats if f not in known]
+        if unknown:
+            raise ConfigError(f"export.formats: {unknown} not among {', '.join(known)} (IQ* types need an importance "
+                              "matrix and are not offered)")
+        if len(set(formats)) != len(formats) or not any(f in GGUF_FLOAT_FORMATS for f in formats):
+            raise ConfigError(f"export.formats: {list(formats)} must be distinct and hold a float format (f16, bf16 "
+                              "or f32): the quantised files are made from it")
+        _at_least("export", self, ("limit",), 1)
+
+
 SECTIONS: dict[str, type] = {
     "base": BaseConfig,
     "statute_qa": StatuteQaConfig,
@@ -394,6 +424,7 @@ SECTIONS: dict[str, type] = {
     "judge": JudgeConfig,
     "serve": ServeConfig,
     "rag": RagConfig,
+    "export": ExportConfig,
 }
 
 
@@ -412,6 +443,7 @@ class Params:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     rag: RagConfig = field(default_factory=RagConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:

@@ -71,5 +71,11 @@ ANSWERS_RAG_META = "data/generated/answers_rag_meta.json"
 RAG_METRICS = "metrics/rag.json"
 REVIEW_METRICS = "metrics/review.json"  # evaluate: share of reviewed answers marked correct, per model version
 
+# export
+EXPORT = "models/export"  # the merged model directory and the GGUF files (docs/export.md)
+EXPORT_MERGED = f"{EXPORT}/merged"
+EXPORT_GGUF = f"{EXPORT}/gguf"
+EXPORT_METRICS = "metrics/export.json"
+
 METRICS_DIR = "metrics"
 PARAMS = "params.yaml"

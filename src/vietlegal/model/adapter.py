@@ -41,6 +41,9 @@ class AdapterManifest:
     context: dict = field(default_factory=lambda: dict(NO_CONTEXT))  # retrieved provisions in training prompts
     files: dict = field(default_factory=dict)  # relpath -> md5 of every other file: a half-copied directory shows
     align: dict | None = None  # stage align: preference tuning of the SFT adapter (params, its version, pairs)
+    # Set on an export (vietlegal.export): the adapter folded into the weights, {"adapter_version": its directory
+    # md5, "dtype": ...}; such a directory is a whole model, loaded without PEFT.
+    merged: dict = field(default_factory=dict)
 
     @property
     def trained_with_context(self) -> bool:
@@ -60,6 +63,7 @@ class AdapterManifest:
             "context": self.context,
             "files": self.files,
             **({"align": self.align} if self.align is not None else {}),  # an SFT adapter's file is unchanged
+            **({"merged": self.merged} if self.merged else {}),  # absent on adapters: their bytes stay as they were
         }
 
     @classmethod
@@ -68,7 +72,7 @@ class AdapterManifest:
         if not isinstance(base, dict) or not isinstance(base.get("model"), str) or not base["model"]:
             raise AdapterError(f"{where}: missing base.model; retrain or fix the file")
         fields = {k: data[k] for k in ("max_seq_length", "seed", "train", "data_hash", "run_key", "versions",
-                                       "backend", "hardware", "context", "files", "align") if data.get(k) is not None}
+                                       "backend", "hardware", "context", "files", "align", "merged") if data.get(k) is not None}
         return cls(base["model"], base.get("revision"), **fields)
 
     def write(self, adapter_dir: str | Path) -> None:
