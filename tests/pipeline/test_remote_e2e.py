@@ -102,14 +102,14 @@ def test_evaluation_only_machine_reuses_the_pushed_adapter_without_retraining(tr
     evaluator = trained.clone(tmp_path / "eval-machine")
     evaluator.env.update(OFFLINE)
     evaluator.use_server(s3.endpoint, ACCESS_KEY, SECRET_KEY)
-    evaluator.dvc("pull", "models/adapter", "models/pretrained", "data/processed")
+    evaluator.dvc("pull", "models/adapter", "models/aligned", "models/pretrained", "data/processed")
     adapter = files(evaluator.path / "models/adapter")
 
     # With the upstream outputs pulled too, nothing upstream looks changed on a fresh clone: plain `dvc repro`
     # would not retrain. (The dry run stops at `generate`, whose inputs a dry run does not create: check=False.)
     evaluator.dvc("pull", "data/training", "models/index", "data/statute_qa/qa.jsonl", "data/statute_qa/articles.json")
     dry = evaluator.dvc("repro", "--dry", "evaluate", check=False)
-    for stage in ("statute_qa", "pretrain", "prepare", "index", "ground", "train"):
+    for stage in ("statute_qa", "pretrain", "prepare", "index", "ground", "train", "align"):
         assert f"Stage '{stage}' didn't change" in dry.stdout, dry.stdout
     assert "Running stage 'train'" not in dry.stdout
 

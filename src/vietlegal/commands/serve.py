@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     from vietlegal.serve.http import drain
     from vietlegal.serve.versions import model_info
 
-    grounder, rag_state = grounding.grounder(params.rag, args.rag)  # before the model: a stale index fails fast
     adapters = named_adapters(args.adapter, cfg.adapters)
-    info = model_info.load(next(iter(adapters.values())))
+    info = model_info.load(next(iter(adapters.values())))  # a missing adapter first: it is what a new droplet lacks
+    grounder, rag_state = grounding.grounder(params.rag, args.rag)  # before the weights load: a stale index fails fast
     if warning := grounding.context_mismatch(info.manifest, grounder is not None):
         logger.warning(warning)
     lit_server = server.build(info, adapters, cfg, api_key, params.prepare.system_prompt, grounder=grounder,

@@ -108,7 +108,7 @@ class Retriever:
         manifest_path = index_dir / MANIFEST
         if not manifest_path.exists():
             raise DataError(f"{index_dir}: no retrieval index ({MANIFEST} missing); build it with `dvc repro index` "
-                            "(or `vietlegal index`)")
+                            f"(or `vietlegal index`), or fetch the pushed one with `dvc pull {index_dir.as_posix()}`")
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         corpus = load_corpus(corpus_dir)
         check_matches(manifest, corpus, cfg, index_dir)
