@@ -24,7 +24,9 @@ ALIGNED = "aligned"  # stage align's adapter: its answers column, and its adapte
 def check_params(cfg: GenerateConfig, context: int) -> None:
     """What only the loaded model can tell: the sampling params against its context window."""
     try:
-        sampling.check(SamplingRequest([0], cfg.max_new_tokens, cfg.temperature, cfg.top_p), context)
+        sampling.check(SamplingRequest([0], cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                                       presence_penalty=cfg.presence_penalty, frequency_penalty=cfg.frequency_penalty),
+                       context)
     except GenerationError as exc:
         raise ConfigError(f"generate.{exc}") from exc
 
@@ -36,7 +38,9 @@ def requests_for(cases: list[Conversation], tokenizer, cfg: GenerateConfig, cont
         if len(ids) >= context:
             raise DataError(f"{case.source}: the prompt is {len(ids)} tokens, the model's context is {context}; shorten it")
         # With sampling, the same seed for base and tuned: the columns differ by the model, not by luck.
-        requests.append(SamplingRequest(ids, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=cfg.seed + i))
+        requests.append(SamplingRequest(ids, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=cfg.seed + i,
+                                        presence_penalty=cfg.presence_penalty,
+                                        frequency_penalty=cfg.frequency_penalty))
     return requests
 
 

@@ -251,9 +251,14 @@ class GenerateConfig:
     max_num_seqs: int = 256  # vllm: sequences decoded at once (its own batch bound; batch_size is the hf loop's)
     gpu_memory_utilization: float = 0.9  # vllm: share of the GPU's memory for weights and KV cache, in (0, 1]
     cpu_threads: int | None = None  # hf on a CPU: torch threads for generate, generate_rag and perplexity (null: all)
+    presence_penalty: float = 0.0  # [-2, 2], once per token already in the answer (OpenAI's; both backends)
+    frequency_penalty: float = 0.0  # [-2, 2], per occurrence in the answer; neither touches the prompt's tokens
 
     def __post_init__(self) -> None:
         _at_least("generate", self, ("batch_size", "limit", "tensor_parallel_size", "max_num_seqs", "cpu_threads"), 1)
+        for name in ("presence_penalty", "frequency_penalty"):
+            if not -2 <= getattr(self, name) <= 2:
+                raise ConfigError(f"generate.{name}: must be in [-2, 2] (OpenAI's range), got {getattr(self, name)}")
         if self.backend not in GENERATE_BACKENDS:
             raise ConfigError(f"generate.backend {self.backend!r} is not one of {', '.join(GENERATE_BACKENDS)}")
         if not 0 < self.gpu_memory_utilization <= 1:
