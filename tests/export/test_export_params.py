@@ -6,6 +6,7 @@ from hypothesis import given, strategies as st
 
 from vietlegal.errors import ConfigError
 from vietlegal.params import GGUF_FLOAT_FORMATS, GGUF_QUANT_FORMATS, ExportConfig, build_section
+from vietlegal.stages.export import plain_greedy
 
 KNOWN = GGUF_FLOAT_FORMATS + GGUF_QUANT_FORMATS
 
@@ -36,3 +37,11 @@ def test_a_repeated_format_is_refused():
 def test_defaults_match_the_issue_and_params_yaml():
     cfg = ExportConfig()
     assert (cfg.enabled, cfg.formats, cfg.adapter) == (False, ("f16", "q8_0", "q4_k_m"), "models/adapter")
+
+
+@given(temperature=st.sampled_from([0.0, 0.7]), presence=st.sampled_from([0.0, 0.5, -1.0]),
+       frequency=st.sampled_from([0.0, 0.3]))
+def test_generate_answers_are_compared_with_llama_cpp_only_when_it_can_reproduce_them(temperature, presence, frequency):
+    gen = build_section("generate", {"temperature": temperature, "presence_penalty": presence,
+                                     "frequency_penalty": frequency})
+    assert plain_greedy(gen) == (temperature == 0 and presence == 0 and frequency == 0)

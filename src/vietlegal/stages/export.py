@@ -157,15 +157,21 @@ def transformers_reference(params: Params, adapter_dir: Path, cases, answers_pat
                            perplexity_path: Path) -> tuple[dict[str, dict], float | None]:
     """What the generate and perplexity stages computed with transformers for the same questions: the greedy
     answers by id and the perplexity. Only when they ran this adapter (export.adapter is the pipeline's) and, for
-    the answers, greedily; else ({}, None) and the comparisons are left out."""
+    the answers, greedily and unpenalised; else ({}, None) and the comparisons are left out."""
     if Path(adapter_dir) != Path(paths.ADAPTER):
         return {}, None
-    answers = {r["id"]: r for r in read_answers(answers_path)} if params.generate.temperature == 0 else {}
+    answers = {r["id"]: r for r in read_answers(answers_path)} if plain_greedy(params.generate) else {}
     per_example = read_perplexity(perplexity_path).get("per_example", {})
     known = [per_example[c.id]["tuned"] for c in cases if c.id in per_example]
     if len(known) != len(cases):
         return answers, None
     return answers, math.exp(sum(e["nll_sum"] for e in known) / sum(e["answer_tokens"] for e in known))
+
+
+def plain_greedy(gen) -> bool:
+    """Whether llama-server can reproduce the generate stage's answers: greedy and without presence/frequency
+    penalties, which llama-server applies over the prompt's last tokens too (OpenAI and vLLM: the answer's only)."""
+    return gen.temperature == 0 and gen.presence_penalty == 0 and gen.frequency_penalty == 0
 
 
 def main(argv: list[str] | None = None) -> int:
