@@ -75,6 +75,16 @@ def tiny_adapter(tmp_path_factory, tiny_base) -> Path:
     return untrained.adapter(tmp_path_factory.mktemp("adapter"), seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_merged(tmp_path_factory, tiny_adapter) -> Path:
+    """`tiny_adapter` merged into its base by the export stage's own code (models/export/merged's layout)."""
+    from vietlegal.export.merge import merge
+
+    out = tmp_path_factory.mktemp("export") / "merged"
+    merge(tiny_adapter, out)
+    return out
+
+
 def _work_tree_status() -> set[str]:
     import subprocess
 

@@ -204,6 +204,15 @@ def admit(config: Config, prompt_ids: list[int], params: SamplingParams, lora_re
 
 
 @dataclasses.dataclass
+class Logprob:
+    """One position's entry in CompletionOutput.logprobs / RequestOutput.prompt_logprobs ({token id: Logprob})."""
+
+    logprob: float
+    rank: int | None = None
+    decoded_token: str | None = None
+
+
+@dataclasses.dataclass
 class CompletionOutput:
     index: int
     text: str
@@ -297,13 +306,14 @@ def modules(recorder: Recorder) -> dict[str, types.ModuleType]:
 
     made = {name: types.ModuleType(name) for name in (
         "vllm", "vllm.sampling_params", "vllm.lora", "vllm.lora.request", "vllm.engine", "vllm.engine.arg_utils",
-        "vllm.outputs", "vllm.v1", "vllm.v1.engine", "vllm.v1.engine.async_llm")}
+        "vllm.outputs", "vllm.logprobs", "vllm.v1", "vllm.v1.engine", "vllm.v1.engine.async_llm")}
     exports = {
         "vllm": {"LLM": LLM, "SamplingParams": SamplingParams, "AsyncEngineArgs": AsyncEngineArgs, "EngineArgs": EngineArgs},
         "vllm.sampling_params": {"SamplingParams": SamplingParams, "StructuredOutputsParams": StructuredOutputsParams},
         "vllm.lora.request": {"LoRARequest": LoRARequest},
         "vllm.engine.arg_utils": {"AsyncEngineArgs": AsyncEngineArgs, "EngineArgs": EngineArgs},
         "vllm.outputs": {"CompletionOutput": CompletionOutput, "RequestOutput": RequestOutput},
+        "vllm.logprobs": {"Logprob": Logprob},
         "vllm.v1.engine": {"FINISH_REASON_STRINGS": ("stop", "length", "abort", "error", "repetition")},
         "vllm.v1.engine.async_llm": {"AsyncLLM": AsyncLLM},
     }

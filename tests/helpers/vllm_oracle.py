@@ -87,6 +87,7 @@ def surface() -> dict:
     import msgspec
     from vllm import LLM, SamplingParams
     from vllm.engine.arg_utils import AsyncEngineArgs, EngineArgs
+    from vllm.logprobs import Logprob
     from vllm.lora.request import LoRARequest
     from vllm.outputs import CompletionOutput, RequestOutput
     from vllm.sampling_params import StructuredOutputsParams
@@ -104,6 +105,7 @@ def surface() -> dict:
             "async_engine_fields": [f.name for f in dataclasses.fields(AsyncEngineArgs) if f.init],
             "completion_fields": list(inspect.signature(CompletionOutput).parameters),
             "request_output_attributes": list(inspect.signature(RequestOutput).parameters),
+            "logprob_fields": [f.name for f in dataclasses.fields(Logprob)],
             "finish_reasons": list(FINISH_REASON_STRINGS),
             "msgspec": msgspec.__version__}
 

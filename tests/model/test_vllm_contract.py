@@ -88,6 +88,7 @@ def test_the_stand_in_has_vllms_signatures_and_field_names(surface):
     assert set(strict_vllm.ENGINE_FIELDS) <= set(surface["engine_fields"]) <= set(surface["async_engine_fields"])
     assert {"text", "token_ids", "finish_reason"} <= set(surface["completion_fields"])
     assert {"outputs", "finished"} <= set(surface["request_output_attributes"])
+    assert [f.name for f in dataclasses.fields(strict_vllm.Logprob)] == surface["logprob_fields"]
     assert tuple(surface["finish_reasons"]) == stand_in_finish_reasons()
 
 
@@ -141,6 +142,14 @@ def test_the_server_workers_engine_shape_makes_a_real_engine_config(oracle, tiny
     # As serve/workers/vllm.py calls it: several adapters, the largest rank a run-time version may have.
     kwargs = vllm_engine.engine_kwargs(str(tiny_base[0]), None, tiny_adapter, CONTEXT, 16, "bfloat16", 1,
                                        max_loras=4, ranks=(64,))
+    made = oracle.ask("construct", cls="EngineArgs", kwargs=kwargs)
+    assert made["ok"], made
+
+
+def test_a_model_served_whole_makes_a_real_engine_config_without_lora(oracle, tiny_merged):
+    # As serve/workers/vllm.py calls it for `vietlegal serve --model`: the merged directory is the model, no LoRA.
+    kwargs = vllm_engine.model_kwargs(str(tiny_merged), None, str(tiny_merged), CONTEXT, 16, "bfloat16")
+    assert not {"enable_lora", "max_loras", "max_lora_rank"} & set(kwargs)
     made = oracle.ask("construct", cls="EngineArgs", kwargs=kwargs)
     assert made["ok"], made
 

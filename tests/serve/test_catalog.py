@@ -54,6 +54,32 @@ def test_a_merged_server_lists_no_base_and_decodes_without_adapter_names():
         c.resolve(BASE.model_id)
 
 
+def test_the_base_served_alone_is_the_default_every_alias_and_its_own_id_resolve_to():
+    """`--model BASE` alone: the worker holds the plain base, so requests name no adapter."""
+    c = Catalog(BASE, 8192, merged=True)
+    c.set_routes({})
+    assert c.names() == [BASE.model_id] and [m["id"] for m in c.models(0)] == [BASE.model_id]
+    for model in (None, "", "vietlegal", BASE.model_id):
+        target = c.resolve(model)
+        assert (target.adapter, target.version) == (None, BASE)
+    with pytest.raises(ApiError) as caught:
+        c.resolve("vietlegal-aaaaaaaaaaaa")
+    assert caught.value.status == 404 and BASE.model_id in caught.value.message
+
+
+def test_a_merged_directory_answers_as_the_adapter_version_its_manifest_names(tmp_path):
+    from vietlegal.serve.versions.version import MERGED_SOURCE, merged_version
+
+    md5 = "0123456789abcdef0123456789abcdef"
+    version = merged_version(AdapterManifest(BASE.model_id, merged={"adapter_version": md5, "dtype": "bfloat16"}),
+                             tmp_path)
+    assert (version.model_id, version.fingerprint, version.source) == ("vietlegal-0123456789ab", "fp_0123456789ab",
+                                                                       MERGED_SOURCE)
+    for bad in (None, "", md5[:12], md5.upper(), 7):
+        with pytest.raises(AdapterError, match="merged.adapter_version"):
+            merged_version(AdapterManifest(BASE.model_id, merged={"adapter_version": bad}), tmp_path)
+
+
 def test_models_lists_each_adapter_with_its_version_the_routes_and_the_base():
     c = catalog(routes={"vietlegal": {"v12": 0.9, "v13": 0.1}})
     by_id = {m["id"]: m for m in c.models(123)}

@@ -2,6 +2,8 @@
 
     vietlegal serve [--adapter models/adapter | --adapter NAME=DIR ...] [--watch] [--host 127.0.0.1]
                     [--port 8000] [--api-key KEY] [--rag]
+    vietlegal serve --model models/export/merged      a merged model directory, alone
+    vietlegal serve --model BASE [--adapter ...]      the base alone, or adapters over that explicit base
 
 Everything it needs comes from the adapter directories (`dvc pull models/adapter` is enough) and
 the `serve:` section of params.yaml (defaults when there is no params.yaml; serve.adapters names
@@ -31,6 +33,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--adapter", action="append", default=None, metavar="[NAME=]DIR",
                    help="adapter directory, named NAME (a lone DIR is named 'vietlegal'); repeat for several versions "
                         f"over one base (default: serve.adapters, else {paths.ADAPTER})")
+    p.add_argument("--model", default=None, metavar="DIR|BASE",
+                   help="a merged model directory (vietlegal export's models/export/merged) served alone as the "
+                        "version of the adapter folded into it; or a base (hub id, local model directory): alone, "
+                        "or the base --adapter's adapters must have been trained on")
     p.add_argument("--watch", action="store_true",
                    help="load a new version written into an adapter's directory and move its name to it "
                         "(checked every serve.watch_seconds)")
@@ -61,31 +67,47 @@ def main(argv: list[str] | None = None) -> int:
 
     from vietlegal.serve import grounding, server
     from vietlegal.serve.http import drain
-    from vietlegal.serve.versions import model_info
+    from vietlegal.serve.versions import model_info, whole_model
 
-    adapters = named_adapters(args.adapter, cfg.adapters)
-    info = model_info.load(next(iter(adapters.values())))  # a missing adapter first: it is what a new droplet lacks
-    grounder, rag_state = grounding.grounder(params.rag, args.rag)  # before the weights load: a stale index fails fast
-    if warning := grounding.context_mismatch(info.manifest, grounder is not None):
+    adapters = named_adapters(args.adapter, cfg.adapters, default=args.model is None)
+    # The model first (a missing adapter is what a new droplet lacks), then the index before the weights load.
+    if args.model is None:
+        info, whole = model_info.load(next(iter(adapters.values()))), None
+    else:
+        named_by = "--adapter" if args.adapter else "serve.adapters (the params file)"
+        info, whole = whole_model.open_model(args.model, adapters, named_by, args.watch)
+    grounder, rag_state = grounding.grounder(params.rag, args.rag)  # a stale index fails fast
+    if info.manifest and (warning := grounding.context_mismatch(info.manifest, grounder is not None)):
         logger.warning(warning)
     lit_server = server.build(info, adapters, cfg, api_key, params.prepare.system_prompt, grounder=grounder,
-                              watch=args.watch)
-    logger.info("serving %s (base %s) on http://%s:%d backend=%s auth=%s watch=%s %s",
-                ", ".join(f"{name}={path}" for name, path in adapters.items()), info.base.model_id, host, port,
-                cfg.backend, "bearer" if api_key else "off", "on" if args.watch else "off", rag_state)
+                              watch=args.watch, whole=whole)
+    logger.info("serving %s (base %s) on http://%s:%d backend=%s auth=%s watch=%s %s", served(adapters, whole),
+                info.base.model_id, host, port, cfg.backend, "bearer" if api_key else "off",
+                "on" if args.watch else "off", rag_state)
     drain.install_main_handler(cfg.drain_seconds)  # docker/systemd stop, Ctrl-C: drain first
     lit_server.run(host=host, port=port, num_api_servers=1, generate_client_file=False, access_log=False,
                    log_level=args.log_level)
     return 0
 
 
-def named_adapters(given: list[str] | None, configured: dict[str, str]) -> dict[str, Path]:
-    """--adapter [NAME=]DIR ... (else serve.adapters, else models/adapter) as name -> directory; a lone DIR is named
-    like the alias clients have always sent (model="vietlegal")."""
+def served(adapters: dict[str, Path], whole) -> str:
+    """What the start-up line says is served."""
+    if whole is None:
+        return ", ".join(f"{name}={path}" for name, path in adapters.items())
+    if whole.served is None:
+        return f"the base {whole.model.model_id} alone"
+    return f"merged model {whole.model.model_id} as {whole.served.name}={whole.served.version.model_id}"
+
+
+def named_adapters(given: list[str] | None, configured: dict[str, str], default: bool = True) -> dict[str, Path]:
+    """--adapter [NAME=]DIR ... (else serve.adapters, else models/adapter unless `default` is off: --model names
+    what to serve) as name -> directory; a lone DIR is named like the alias clients have always sent
+    (model="vietlegal")."""
     from vietlegal.serve.versions.catalog import MODEL_ALIAS
 
     if not given:
-        return {name: Path(path) for name, path in configured.items()} or {MODEL_ALIAS: Path(paths.ADAPTER)}
+        fallback = {MODEL_ALIAS: Path(paths.ADAPTER)} if default else {}
+        return {name: Path(path) for name, path in configured.items()} or fallback
     found: dict[str, Path] = {}
     for value in given:
         name, sep, path = value.partition("=")

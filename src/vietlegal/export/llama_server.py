@@ -6,30 +6,22 @@ before it returns, stopped on exit.
 """
 from __future__ import annotations
 
-import http.client
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
+from vietlegal.child_server import HOST, free_port, health
 from vietlegal.errors import ExportError
 from vietlegal.export.llama_cpp import LlamaCpp
 
-HOST = "127.0.0.1"
 ALIAS = "vietlegal"  # the model name the server answers to (and reports)
 # Llama-3.1's template writes "Today Date: {date_string}", "26 Jul 2024" when the renderer gives none (transformers,
 # so training, evaluation and `vietlegal serve`); llama.cpp gives today's date, which would change every prompt
 # every day. Pinned to the template's own default, the prompts are the ones the model was trained and scored on.
 TEMPLATE_DATE = "26 Jul 2024"
 CHAT_TEMPLATE_KWARGS = '{"date_string": "%s"}' % TEMPLATE_DATE
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class LlamaServer:
@@ -66,14 +58,7 @@ class LlamaServer:
         raise ExportError(f"llama-server not ready after {timeout:.0f}s:\n{self.log_tail()}")
 
     def health(self) -> int | None:
-        try:
-            conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
-            conn.request("GET", "/health")
-            status = conn.getresponse().status
-            conn.close()
-            return status
-        except OSError:
-            return None
+        return health(self.port)
 
     def log_tail(self, lines: int = 20) -> str:
         text = self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""

@@ -141,14 +141,10 @@ def _md5(path: Path) -> str:
 
 def load_base_for(manifest: AdapterManifest, device: str = "cpu", dtype=None):
     """Load the base model and tokenizer an adapter was trained on."""
-    from transformers import AutoModelForCausalLM
-
     from vietlegal.model import base as base_model
 
     base = base_model.resolve(manifest.base_model, manifest.base_revision)
-    tokenizer = base_model.load_tokenizer(base)
-    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=dtype or "auto", **base.hub_kwargs())
-    return model.to(device).eval(), tokenizer
+    return base_model.load_model(base, device, dtype), base_model.load_tokenizer(base)
 
 
 def load_for_inference(adapter_dir: str | Path, device: str = "cpu", dtype=None):

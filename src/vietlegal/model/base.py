@@ -45,6 +45,18 @@ def resolve(model_id: str, revision: str | None = None) -> ResolvedBase:
     return ResolvedBase(model_id, model_id, revision)
 
 
+def same_model(a: ResolvedBase, b: ResolvedBase) -> bool:
+    """Whether two resolved bases are one model: the same directory (or one a pretrain stage wrote at the same
+    revision: its weights' hash), or the same hub id at revisions that do not disagree."""
+    if a.revision and b.revision and a.revision != b.revision:
+        return False
+    local = Path(a.path).is_dir(), Path(b.path).is_dir()
+    if all(local):
+        return os.path.realpath(a.path) == os.path.realpath(b.path) or (a.revision is not None
+                                                                         and a.revision == b.revision)
+    return not any(local) and a.path == b.path
+
+
 def _local_revision(directory: str, revision: str | None) -> str | None:
     """A directory the pretrain stage wrote names its revision (its weights' hash): an adapter trained on another
     version of the base must not load onto this one."""
@@ -80,6 +92,14 @@ def config_of(base: ResolvedBase):
 def context_of(base: ResolvedBase) -> int:
     """The context window of a base model, read from its config."""
     return context_window(config_of(base))
+
+
+def load_model(base: ResolvedBase, device: str = "cpu", dtype=None):
+    """The model at `base` as it is (a base, or a merged model directory), in eval mode on `device`."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=dtype or "auto", **base.hub_kwargs())
+    return model.to(device).eval()
 
 
 def load_tokenizer(base: ResolvedBase):

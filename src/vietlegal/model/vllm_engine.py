@@ -51,13 +51,23 @@ def engine_kwargs(base_path: str, revision: str | None, adapter_dir: str | Path,
     """Engine keyword arguments (vllm.LLM and AsyncEngineArgs take the same) for the adapter's base with LoRA.
     `max_num_seqs`: sequences decoded at once (vLLM's batch bound, not the HF batch size); `max_loras`: adapters
     in one batch; `ranks`: of the other adapters to serve (max_lora_rank holds them all)."""
+    # The adapter's tokenizer: the one whose template built the prompt.
+    return {**model_kwargs(base_path, revision, str(adapter_dir), context, max_num_seqs, dtype, tensor_parallel_size,
+                           gpu_memory_utilization),
+            "enable_lora": True,
+            "max_loras": max_loras,
+            "max_lora_rank": lora_rank_slot(max((adapter_rank(adapter_dir), *ranks)))}
+
+
+def model_kwargs(model: str, revision: str | None, tokenizer: str, context: int, max_num_seqs: int,
+                 dtype: str = "auto", tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION) -> dict:
+    """The engine arguments of a model served as it is, without LoRA (`vietlegal serve --model`: a merged model
+    directory, or a base alone); `engine_kwargs` adds the LoRA ones."""
     return {
-        "model": base_path,
+        "model": model,
         "revision": revision,
-        "tokenizer": str(adapter_dir),  # the adapter's tokenizer: the one whose template built the prompt
-        "enable_lora": True,
-        "max_loras": max_loras,
-        "max_lora_rank": lora_rank_slot(max((adapter_rank(adapter_dir), *ranks))),
+        "tokenizer": tokenizer,
         "max_model_len": context,
         "max_num_seqs": max_num_seqs,
         "dtype": dtype,  # model.device's policy, as the HF path loads it

@@ -6,22 +6,14 @@ that group: SIGTERM, then SIGKILL after a grace period.
 """
 from __future__ import annotations
 
-import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+from vietlegal.child_server import HOST, free_port, health
 
 
 class ServerProcess:
@@ -60,14 +52,7 @@ class ServerProcess:
         raise TimeoutError(f"vietlegal serve not healthy after {timeout:.0f}s; log:\n{self.log_text()}")
 
     def health(self) -> int | None:
-        try:
-            conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
-            conn.request("GET", "/health")
-            status = conn.getresponse().status
-            conn.close()
-            return status
-        except OSError:
-            return None
+        return health(self.port)
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""

@@ -10,6 +10,7 @@ import litserve as ls
 from starlette.middleware.cors import CORSMiddleware
 
 from vietlegal.errors import ConfigError, HardwareError
+from vietlegal.model.base import ResolvedBase
 from vietlegal.params import SERVE_BACKENDS, ServeConfig
 from vietlegal.serve.http import drain
 from vietlegal.serve.protocol import errors as protocol
@@ -22,7 +23,7 @@ from vietlegal.serve.http.limits import BodyLimit
 from vietlegal.serve.versions.model_info import ModelInfo
 from vietlegal.serve.protocol.convert import Validator
 from vietlegal.serve.http.routes import ChatSpec
-from vietlegal.serve.versions.version import BaseVersion
+from vietlegal.serve.versions.whole_model import WholeModel
 from vietlegal.serve.versions.watch import Watcher
 from vietlegal.serve.log import logger
 from vietlegal.serve.workers.base import ChatAPI
@@ -30,20 +31,22 @@ from vietlegal.serve.workers.liveness import Liveness
 
 
 def build(info: ModelInfo, adapters: dict[str, Path], cfg: ServeConfig, api_key: str | None, system_prompt: str | None,
-          grounder=None, watch: bool = False) -> ls.LitServer:
-    """`info`: the first adapter's (tokenizer, base, context); `adapters`: name -> directory, served together;
-    `grounder`: vietlegal.serve.grounding's retrieval step (None: answer closed-book); `watch`: pick up new
-    versions written into the adapters' directories."""
-    merged = cfg.backend == "hf" and cfg.merge_single_adapter and len(adapters) == 1 and not watch
-    catalog = open_catalog(BaseVersion(info.base.model_id, info.base.revision), info.context, adapters, cfg.routes,
-                           merged)
+          grounder=None, watch: bool = False, whole: WholeModel | None = None) -> ls.LitServer:
+    """`info`: the first adapter's (tokenizer, base, context), or the whole model's; `adapters`: name -> directory,
+    served together; `grounder`: vietlegal.serve.grounding's retrieval step (None: answer closed-book); `watch`:
+    pick up new versions written into the adapters' directories; `whole`: a model served as it is (`--model`: a
+    merged directory or a base alone), with no adapters."""
+    merged = whole is not None or (cfg.backend == "hf" and cfg.merge_single_adapter and len(adapters) == 1
+                                   and not watch)
+    catalog = open_catalog(info.base, info.context, adapters, cfg.routes, merged, whole.served if whole else None)
     validator = Validator(info.tokenizer, info.context, cfg.max_new_tokens, catalog, system_prompt, grounder,
                           info.vocab_size)
     cancel_queue = mp.get_context("spawn").Queue()  # HTTP process -> worker: ids of requests whose client left
     liveness = Liveness()
     spec = ChatSpec(validator, catalog, cfg.max_body_bytes, cancel_queue, cfg.max_queued, admin_key=api_key,
                     liveness=liveness)
-    api, accelerator, devices = make_api(cfg, worker_adapters(catalog), api_key, cancel_queue, spec, merged, liveness)
+    api, accelerator, devices = make_api(cfg, {} if whole else worker_adapters(catalog), api_key, cancel_queue, spec,
+                                         merged, liveness, whole.model if whole else None)
     server = ls.LitServer(
         api,
         accelerator=accelerator,
@@ -115,11 +118,13 @@ def middlewares(cfg: ServeConfig) -> list[tuple[type, dict]]:
 
 
 def make_api(cfg: ServeConfig, adapters: dict[str, str], api_key: str | None, cancel_queue,
-             spec: ChatSpec, merged: bool = True, liveness: Liveness | None = None) -> tuple[ChatAPI, str, int | str]:
-    """(the LitAPI for serve.backend, LitServe's accelerator, its devices)."""
+             spec: ChatSpec, merged: bool = True, liveness: Liveness | None = None,
+             whole: ResolvedBase | None = None) -> tuple[ChatAPI, str, int | str]:
+    """(the LitAPI for serve.backend, LitServe's accelerator, its devices); `whole`: the model the worker loads as it
+    is, instead of `adapters` over their base."""
     if cfg.backend == "hf":
         # Continuous batching (hf_loop.py): no batch window; max_batch_size bounds the sequences in flight.
-        api = HFChatAPI(adapters, api_key, cancel_queue, liveness, max_batch_size=cfg.max_batch_size, spec=spec,
+        api = HFChatAPI(adapters, api_key, cancel_queue, liveness, whole, max_batch_size=cfg.max_batch_size, spec=spec,
                         cpu_threads=cfg.cpu_threads, loop=HFLoop(), merge=merged)
         return api, "auto", "auto"
     if cfg.backend == "vllm":
@@ -130,7 +135,7 @@ def make_api(cfg: ServeConfig, adapters: dict[str, str], api_key: str | None, ca
 
         # LitServe cannot batch async APIs; vLLM batches continuously itself. One LitServe worker: with
         # tensor parallelism vLLM starts a process per GPU itself (a LitServe worker per GPU would fight it).
-        api = VLLMChatAPI(adapters, api_key, cancel_queue, liveness, max_batch_size=1, enable_async=True, spec=spec,
+        api = VLLMChatAPI(adapters, api_key, cancel_queue, liveness, whole, max_batch_size=1, enable_async=True, spec=spec,
                           max_num_seqs=cfg.max_num_seqs, tensor_parallel_size=cfg.tensor_parallel_size,
                           max_loras=cfg.max_adapters, max_lora_rank=cfg.max_lora_rank,
                           gpu_memory_utilization=cfg.gpu_memory_utilization)

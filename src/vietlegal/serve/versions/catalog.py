@@ -5,7 +5,8 @@ that answers (named in the response, the log line and /metrics).
     names     adapter names (`--adapter NAME=DIR`, serve.adapters), each at one version at a time
     versions  `vietlegal-<hash>` pins exactly one served version
     routes    serve.routes: a public name with weights over adapter names, sticky per `user`
-    base      the base model's id: the adapter off (not when a single adapter is merged into the base)
+    base      the base model's id: the adapter off (not when a single adapter is merged into the base); the
+              only name when the base is served alone (`--model BASE`)
 
 Changes (a version loaded, switched or unloaded) replace the tables whole, so the request threads that read
 them never see one half-updated. `acquire` resolves a request and counts it against its version until `release`:
@@ -24,7 +25,7 @@ from pathlib import Path
 from vietlegal.errors import AdapterError, ConfigError
 from vietlegal.model.adapter import BASE_ADAPTER, AdapterManifest
 from vietlegal.serve.protocol.errors import ApiError
-from vietlegal.serve.versions.version import AdapterVersion, BaseVersion
+from vietlegal.serve.versions.version import AdapterVersion, BaseVersion, merged_version
 
 MODEL_ALIAS = "vietlegal"  # accepted besides the names: "the default model of this server"
 
@@ -57,7 +58,9 @@ class Target:
 class Catalog:
     base: BaseVersion
     context: int  # every model here shares the base's context window
-    merged: bool = False  # one adapter folded into the base: no base entry, no second adapter
+    # The worker holds one plain model, nothing to switch: a lone adapter folded into the base at load, a merged
+    # directory (`--model`), or the base alone (`--model BASE`: no adapters). No base entry beside an adapter.
+    merged: bool = False
     adapters: dict[str, Served] = field(default_factory=dict)
     routes: dict[str, dict[str, float]] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)  # route choice for requests without `user`
@@ -143,8 +146,9 @@ class Catalog:
     # --- requests ------------------------------------------------------------------------------------------
     @property
     def default(self) -> str:
-        """What a request without `model` (or with the alias) gets: the first route, else the first adapter."""
-        return next(iter(self.routes), None) or next(iter(self.adapters))
+        """What a request without `model` (or with the alias) gets: the first route, else the first adapter, else
+        the base served alone."""
+        return next(iter(self.routes), None) or next(iter(self.adapters), self.base.model_id)
 
     def resolve(self, model: str | None, user: str | None = None) -> Target:
         adapters, routes = self.adapters, self.routes  # one consistent view
@@ -157,16 +161,21 @@ class Catalog:
         for served in adapters.values():
             if served.version.model_id == name:
                 return self._target(served, None)
-        if name == self.base.model_id and not self.merged:
-            return Target(BASE_ADAPTER, self.base)
+        if name == self.base.model_id and self.serves_base:
+            return Target(None if self.merged else BASE_ADAPTER, self.base)
         raise ApiError(404, f"The model '{model}' does not exist; this server serves {', '.join(self.names())} "
                             "(GET /v1/models)", "model", "model_not_found")
 
     def _target(self, served: Served, route: str | None) -> Target:
         return Target(None if self.merged else served.key, served.version, route)
 
+    @property
+    def serves_base(self) -> bool:
+        """The base answers: beside adapters kept apart, or alone; not when an adapter is folded into the weights."""
+        return not self.merged or not self.adapters
+
     def names(self) -> list[str]:
-        return [*self.routes, *self.adapters, *([] if self.merged else [self.base.model_id])]
+        return [*self.routes, *self.adapters, *([self.base.model_id] if self.serves_base else [])]
 
     def models(self, created: int) -> list[dict]:
         """GET /v1/models entries, vLLM's fields plus the version each name answers with."""
@@ -175,16 +184,19 @@ class Catalog:
                  for route, weights in self.routes.items()]
         found += [{"id": s.name, **common, "root": s.version.model_id, "parent": self.base.model_id,
                    "adapter_version": s.version.hash, "version_source": s.version.source} for s in self.adapters.values()]
-        if not self.merged:
+        if self.serves_base:
             found.append({"id": self.base.model_id, **common, "root": self.base.model_id, "parent": None,
                           "adapter_version": None})
         return found
 
 
 def open_catalog(base: BaseVersion, context: int, adapters: dict[str, Path], routes: dict[str, dict[str, float]],
-                 merged: bool) -> Catalog:
-    """The catalog a server starts with: every adapter checked (complete, same base), then the routes."""
+                 merged: bool, whole: Served | None = None) -> Catalog:
+    """The catalog a server starts with: every adapter checked (complete, same base), then the routes. `whole`: a
+    merged directory served as it is (served_merged), with no adapters."""
     catalog = Catalog(base, context, merged=merged)
+    if whole is not None:
+        catalog.put(whole)
     for name, path in adapters.items():
         catalog.put(served_at(name, Path(path)))
     catalog.set_routes(routes)
@@ -197,6 +209,7 @@ def served_at(name: str, path: Path) -> Served:
     from vietlegal.serve.versions.version import adapter_version
 
     manifest = adapter.read_manifest(path)
+    check_adapter(name, path, manifest)  # before its files are hashed
     digests = adapter.file_digests(path, manifest_too=True)  # read once: the completeness check and the version
     if manifest.files:
         adapter.check_complete(path, digests)
@@ -204,6 +217,22 @@ def served_at(name: str, path: Path) -> Served:
         logger.warning("adapter %s: %s/vietlegal.json lists no file md5s (trained before they were recorded): "
                        "a half-copied version of it could not be told apart", name, path)
     return Served(name, path, adapter_version(path, digests=digests), manifest)
+
+
+def check_adapter(name: str, path: Path, manifest: AdapterManifest) -> None:
+    """An adapter directory, not a merged model (whose LoRA weights are already folded into a whole model)."""
+    if manifest.merged:
+        raise AdapterError(f"adapter {name!r}: {path} is a merged model (vietlegal.json has `merged`), not an "
+                           f"adapter: serve it alone with `vietlegal serve --model {path}`")
+
+
+def served_merged(name: str, path: Path) -> Served:
+    """A merged model directory (`vietlegal export`), complete (every file its manifest lists, with its md5), at the
+    version of the adapter folded into it."""
+    from vietlegal.model import adapter
+
+    manifest = adapter.check_complete(path)
+    return Served(name, path, merged_version(manifest, path), manifest)
 
 
 def pick(weights: dict[str, float], route: str, user: str | None, rng: random.Random) -> str:

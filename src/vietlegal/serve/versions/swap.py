@@ -18,10 +18,10 @@ from pathlib import Path
 
 from vietlegal.errors import AdapterError, AdapterIncomplete
 from vietlegal.model import adapter
-from vietlegal.serve.versions.catalog import Catalog, Served
+from vietlegal.serve.versions.catalog import Catalog, Served, check_adapter
 from vietlegal.serve.log import logger
 from vietlegal.serve.protocol.piece import Piece
-from vietlegal.serve.versions.version import adapter_version
+from vietlegal.serve.versions.version import MERGED_SOURCE, adapter_version
 
 SendControl = Callable[[dict], Awaitable[Piece]]  # a control payload to the worker -> its last piece
 
@@ -42,8 +42,7 @@ class Swapper:
         self.loop = asyncio.get_running_loop()
         self.catalog.check_name(name)  # before anything is loaded
         if self.catalog.merged:
-            raise AdapterError("this server merged its only adapter into the base (the fast path) and cannot load "
-                               "another: start it with --watch, several adapters, or serve.merge_single_adapter: false")
+            raise AdapterError(fixed_model(self.catalog))
         async with self.lock:
             snapshot, served = await asyncio.to_thread(self._snapshot, name, Path(path))
             current = self.catalog.adapters.get(name)
@@ -79,6 +78,7 @@ class Swapper:
         if not path.is_dir():
             raise AdapterError(f"{path}: not a directory")
         manifest = adapter.read_manifest(path)  # names the problem before anything is copied
+        check_adapter(name, path, manifest)
         self.catalog.check_base(name, manifest)
         snapshot = self.snapshots / uuid.uuid4().hex
         try:
@@ -134,3 +134,15 @@ class Swapper:
         if piece.error:
             raise AdapterError(f"the inference worker could not {payload['control']} the adapter: {piece.error}")
 
+
+def fixed_model(catalog: Catalog) -> str:
+    """Why a server that holds one plain model cannot load an adapter at run time, and how to start one that can."""
+    served = next(iter(catalog.adapters.values()), None)
+    if served is None:
+        return ("this server serves the base alone (--model) and loads no adapter: start it with --model BASE "
+                "--adapter NAME=DIR to serve adapters over it")
+    if served.version.source == MERGED_SOURCE:
+        return ("this server serves a merged model directory (--model), which takes no adapter: serve adapters with "
+                "--adapter NAME=DIR over its base instead")
+    return ("this server merged its only adapter into the base (the fast path) and cannot load another: start it "
+            "with --watch, several adapters, or serve.merge_single_adapter: false")

@@ -3,7 +3,9 @@
 The hash is computed from the files, the way DVC computes a directory output's md5, so a version copied over
 a tracked directory is never named after the stale dvc.lock entry; `source` says whether dvc.lock records
 exactly these bytes. The served model id and `system_fingerprint` carry it, so every answer traces back to
-the params and data recorded for that version in dvc.lock / git.
+the params and data recorded for that version in dvc.lock / git. A merged model directory (`vietlegal export`)
+answers under the version of the adapter folded into it (`source` "merged"): the same id `--adapter` gives that
+adapter, so its answers trace to the same training run.
 """
 from __future__ import annotations
 
@@ -12,15 +14,17 @@ from pathlib import Path
 
 import yaml
 
-from vietlegal.model.adapter import dir_md5
+from vietlegal.errors import AdapterError
+from vietlegal.model.adapter import SETTINGS_FILE, AdapterManifest, dir_md5
 
 MODEL_PREFIX = "vietlegal-"
+MERGED_SOURCE = "merged"  # the version named by a merged directory's manifest, not by its own bytes
 
 
 @dataclass(frozen=True)
 class AdapterVersion:
     hash: str  # 12 hex digits
-    source: str  # "dvc.lock" or "content"
+    source: str  # "dvc.lock", "content" or "merged"
 
     @property
     def model_id(self) -> str:
@@ -37,6 +41,16 @@ def adapter_version(adapter_dir: str | Path, tracked_as: str | Path | None = Non
     `digests`: its files' md5s (model.adapter.file_digests with the manifest), when already computed."""
     md5 = dir_md5(adapter_dir, digests)
     return AdapterVersion(md5[:12], "dvc.lock" if dvc_hash(Path(tracked_as or adapter_dir)) == md5 else "content")
+
+
+def merged_version(manifest: AdapterManifest, merged_dir: str | Path) -> AdapterVersion:
+    """The version of the adapter a merged directory holds: its manifest's `merged.adapter_version` (the adapter
+    directory's md5 when it was exported), shortened as `adapter_version` shortens it."""
+    md5 = manifest.merged.get("adapter_version")
+    if not isinstance(md5, str) or len(md5) != 32 or not all(c in "0123456789abcdef" for c in md5):
+        raise AdapterError(f"{Path(merged_dir) / SETTINGS_FILE}: merged.adapter_version is {md5!r}, not an md5; "
+                           "export it again with `dvc repro export`")
+    return AdapterVersion(md5[:12], MERGED_SOURCE)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import time
 import litserve as ls
 from fastapi import Request
 
+from vietlegal.model.base import ResolvedBase
 from vietlegal.serve.http.auth import check_bearer
 from vietlegal.serve.workers.liveness import Liveness
 
@@ -17,11 +18,14 @@ CANCEL_MEMORY_SECONDS = 600  # a cancel can arrive before its request leaves the
 
 class ChatAPI(ls.LitAPI):
     def __init__(self, adapters: dict[str, str], api_key: str | None, cancel_queue, liveness: Liveness | None = None,
-                 **litapi_kwargs):
-        """`adapters`: worker key (the version hash) -> directory, for the versions served at start."""
+                 whole: ResolvedBase | None = None, **litapi_kwargs):
+        """`adapters`: worker key (the version hash) -> directory, for the versions served at start; `whole`: instead,
+        a model loaded as it is (`--model`: a merged directory or a base alone), no adapter over it."""
         super().__init__(**litapi_kwargs)
         self.adapters_at = {key: str(path) for key, path in adapters.items()}
-        self.adapter_dir = next(iter(self.adapters_at.values()))  # its tokenizer is the one every prompt uses
+        self.whole = whole
+        # Its tokenizer is the one every prompt uses (the whole model's own, when there is no adapter).
+        self.adapter_dir = next(iter(self.adapters_at.values()), None)
         self.api_key, self.cancel_queue = api_key, cancel_queue
         self.liveness = liveness
         self._cancelled: dict[str, float] = {}

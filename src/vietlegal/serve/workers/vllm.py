@@ -4,7 +4,8 @@ LitServe runs it with `enable_async=True` and one request per `predict` (its sta
 cannot be combined with async); vLLM batches continuously across all in-flight requests and
 applies each request's adapter through its `LoRARequest` (one per served version, read by vLLM on first use;
 `max_loras` and `max_lora_rank` come from what is served, serve.max_adapters and serve.max_lora_rank). vLLM is
-imported only inside `setup`, so CPU machines never need it. The engine and sampling arguments come from
+imported only inside `setup`, so CPU machines never need it. A model served whole (`--model`: a merged directory, or
+a base alone) is the engine's model itself, without `enable_lora`. The engine and sampling arguments come from
 `model.vllm_engine` and `model.sampling`, shared with the offline evaluation path and tested without vLLM;
 the engine itself is UNVERIFIED here (no GPU in this project's test environment).
 """
@@ -14,7 +15,8 @@ from collections.abc import AsyncIterator
 
 from vietlegal.model.adapter import BASE_ADAPTER
 from vietlegal.model.sampling import SamplingRequest
-from vietlegal.model.vllm_engine import adapter_rank, engine_kwargs, lora_rank_slot, lora_request, sampling_params
+from vietlegal.model.vllm_engine import (adapter_rank, engine_kwargs, lora_rank_slot, lora_request, model_kwargs,
+                                         sampling_params)
 from vietlegal.serve.protocol.piece import Piece
 from vietlegal.serve.workers.base import ChatAPI
 
@@ -29,7 +31,7 @@ class VLLMChatAPI(ChatAPI):
         self.loras: dict[str, object] = {}  # worker key (version hash) -> LoRARequest
         self.next_lora_id = 1
 
-    def setup(self, device: str) -> None:  # pragma: no cover - needs a GPU and vllm
+    def setup(self, device: str) -> None:  # the engine needs a GPU: tests run it on tests/helpers/strict_vllm.py
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -45,17 +47,22 @@ class VLLMChatAPI(ChatAPI):
         from vietlegal.model.adapter import read_manifest
         from vietlegal.model.device import dtype_name, inference_dtype
 
-        manifest = read_manifest(self.adapter_dir)
-        base = base_model.resolve(manifest.base_model, manifest.base_revision)
-        context = base_model.context_of(base)
-        tokenizer = AutoTokenizer.from_pretrained(self.adapter_dir)
+        dtype = dtype_name(inference_dtype("cuda"))
+        if self.whole is not None:
+            tokenizer = base_model.load_tokenizer(self.whole)
+            args = model_kwargs(self.whole.path, self.whole.revision, self.whole.path, base_model.context_of(self.whole),
+                                self.max_num_seqs, dtype, self.tensor_parallel_size, self.gpu_memory_utilization)
+        else:
+            manifest = read_manifest(self.adapter_dir)
+            base = base_model.resolve(manifest.base_model, manifest.base_revision)
+            tokenizer = AutoTokenizer.from_pretrained(self.adapter_dir)
+            ranks = tuple(adapter_rank(path) for path in self.adapters_at.values()) + (self.max_lora_rank,)
+            args = engine_kwargs(base.path, base.revision, self.adapter_dir, base_model.context_of(base),
+                                 self.max_num_seqs, dtype, self.tensor_parallel_size,
+                                 max_loras=max(self.max_loras, len(self.adapters_at)), ranks=ranks,
+                                 gpu_memory_utilization=self.gpu_memory_utilization)
+            self.rank_slot = args["max_lora_rank"]
         self.end_ids = decoding.end_token_ids(None, tokenizer)
-        ranks = tuple(adapter_rank(path) for path in self.adapters_at.values()) + (self.max_lora_rank,)
-        args = engine_kwargs(base.path, base.revision, self.adapter_dir, context, self.max_num_seqs,
-                             dtype_name(inference_dtype("cuda")), self.tensor_parallel_size,
-                             max_loras=max(self.max_loras, len(self.adapters_at)), ranks=ranks,
-                             gpu_memory_utilization=self.gpu_memory_utilization)
-        self.rank_slot = args["max_lora_rank"]
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
         self._lora_request = lora_request  # vLLM's LoRARequest by its keyword names
         for key, path in self.adapters_at.items():
@@ -67,6 +74,8 @@ class VLLMChatAPI(ChatAPI):
         """A LoRARequest for the version (vLLM reads the weights when a request first uses it). Its lora_int_id is
         never reused, even when a key comes back: vLLM's prefix cache is keyed by it, and a reload under an old id
         serves blocks computed with the old weights (vllm#42125, #30931)."""
+        if self.whole is not None:
+            raise ValueError(f"this engine serves {self.whole.path} whole, without LoRA: it loads no adapter")
         if lora_rank_slot(adapter_rank(path)) > self.rank_slot:
             raise ValueError(f"{path}: rank {adapter_rank(path)} is above this engine's max_lora_rank {self.rank_slot}"
                              "; raise serve.max_lora_rank and restart")
@@ -91,7 +100,7 @@ class VLLMChatAPI(ChatAPI):
         request = SamplingRequest.from_payload(job)
         params = sampling_params(request, self.end_ids)
         prompt = {"prompt_token_ids": job["prompt_ids"]}
-        lora = None if request.adapter == BASE_ADAPTER else self.loras[request.adapter or next(iter(self.loras))]
+        lora = self.lora_for(request.adapter)
         reader = OutputReader(request)
         async for out in self.engine.generate(prompt, params, job["id"], lora_request=lora):
             if job["id"] in self.cancelled():
@@ -102,6 +111,13 @@ class VLLMChatAPI(ChatAPI):
                 yield piece
             if piece is not None and (piece.finish_reason or piece.error):
                 return
+
+    def lora_for(self, adapter: str | None):
+        """The request's LoRARequest: its version's, the first's when it names none, none for the base (or a model
+        served whole, which the engine holds without LoRA)."""
+        if adapter == BASE_ADAPTER or self.whole is not None:
+            return None
+        return self.loras[adapter or next(iter(self.loras))]
 
     async def encode_response(self, outputs: AsyncIterator[Piece]) -> AsyncIterator[str]:  # pragma: no cover
         async for piece in outputs:
