@@ -93,7 +93,8 @@ def served_alike(adapter: Path, gguf: Path, cases, max_tokens: int, llama, logs:
     from vietlegal.serve.process import ServerProcess
 
     same = 0
-    with ServerProcess(adapter, logs / "serve.log", api_key="bench") as ours, \
+    # --no-rag: llama-server retrieves nothing, so `vietlegal serve` must not add provisions to the prompt either.
+    with ServerProcess(adapter, logs / "serve.log", api_key="bench", extra_args=("--no-rag",)) as ours, \
             LlamaServer(llama, gguf, logs / "f16-served.log", threads=1) as theirs:
         clients = (openai.OpenAI(base_url=ours.base_url + "/v1", api_key="bench"),
                    openai.OpenAI(base_url=theirs.url + "/v1", api_key="none"))
